@@ -1,0 +1,407 @@
+/**
+ * @module proxy/route-table
+ * The route file format (SPEC §4): its types, its parser and validator, and its
+ * serialiser. This is the one module `daemon-adapter/` imports from `proxy/`, so it
+ * depends on nothing but `node:` built-ins.
+ *
+ * Two shapes are accepted and detected by their form:
+ * - version 1: `{ "version": 1, "routes": [ { "domain": ..., ... } ] }`
+ * - the legacy file Mulch's daemon writes (`mulch-proxy-domains.db`): an object keyed
+ *   by domain whose values carry `Name`, `VMName`, `DestinationHost`, ...
+ */
+import { isIP } from 'node:net'
+import { domainToASCII } from 'node:url'
+
+/** The redirect codes a route may use. */
+export const REDIRECT_CODES = [301, 302, 307, 308] as const
+export type RedirectCode = typeof REDIRECT_CODES[number]
+
+/** The route file version this module reads and writes. */
+export const ROUTE_FILE_VERSION = 1
+
+/** Where a routed request goes: an `http://host:port` origin. */
+export interface Target {
+  /** `host` as written (IPv6 without brackets). */
+  readonly host: string
+  readonly port: number
+  /** `http://host:port`, IPv6 bracketed: the key for connection pools. */
+  readonly origin: string
+}
+
+/** One validated route. Exactly one of `target` and `redirectTo` is set. */
+export interface Route {
+  readonly domain: string
+  readonly target?: Target
+  readonly redirectTo?: string
+  readonly redirectCode: RedirectCode
+  readonly redirectToHttps: boolean
+  readonly vm?: string
+  readonly rateProfile?: string
+}
+
+/** A validated, deep-frozen route table. */
+export interface RouteTable {
+  readonly version: number
+  /** `v1` or `mulch-legacy`: the shape the file was written in. */
+  readonly format: 'v1' | 'mulch-legacy'
+  readonly routes: readonly Route[]
+}
+
+/** A finding, located by its JSON path (`$.routes[1].domain`). */
+export interface RouteProblem {
+  path: string
+  message: string
+}
+
+/** The outcome of validation: a table only when there is no error. */
+export type RouteParseResult =
+  | { ok: true, table: RouteTable, warnings: RouteProblem[] }
+  | { ok: false, errors: RouteProblem[], warnings: RouteProblem[] }
+
+/** The JSON form of one v1 route, as written in the file. */
+export interface RouteJson {
+  domain: string
+  target?: string
+  redirect_to?: string
+  redirect_code?: number
+  redirect_to_https?: boolean
+  vm?: string
+  rate_profile?: string
+}
+
+const ROUTE_KEYS = new Set(['domain', 'target', 'redirect_to', 'redirect_code', 'redirect_to_https', 'vm', 'rate_profile'])
+const LEGACY_KEYS = new Set(['Name', 'VMName', 'RedirectTo', 'RedirectCode', 'DestinationHost', 'DestinationPort', 'RedirectToHTTPS', 'RateProfile'])
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
+const PROFILE_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+
+/**
+ * Checks a host name: lower-case ASCII labels (IDN as punycode), 1–63 characters
+ * each, 253 in all, no leading or trailing hyphen, not an IP address.
+ * @returns an error message, or undefined when the name is valid
+ */
+export function hostnameProblem (name: string): string | undefined {
+  if (name.length === 0) return 'is empty'
+  if (name.length > 253) return `is ${name.length} characters long (at most 253)`
+  if (isIP(name) !== 0) return `"${name}" is an IP address, not a host name`
+  if (name !== name.toLowerCase()) return `"${name}" must be lower-case (write "${name.toLowerCase()}")`
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(name)) {
+    const ascii = domainToASCII(name)
+    return ascii === '' ? `"${name}" is not a valid international domain name` : `"${name}" must be written as punycode ("${ascii}")`
+  }
+  const labels = name.split('.')
+  for (const label of labels) {
+    if (label.length === 0) return `"${name}" has an empty label`
+    if (!LABEL.test(label)) return `"${name}" has an invalid label "${label}" (letters, digits and inner hyphens, 1-63 characters)`
+    if (label.startsWith('xn--') && domainToASCII(label) === '') return `"${name}" has an invalid punycode label "${label}"`
+  }
+  if (/^[0-9]+$/.test(labels[labels.length - 1])) return `"${name}" has an all-numeric top-level label`
+  return undefined
+}
+
+/**
+ * Parses an `http://host:port` target. The port defaults to 80.
+ * @returns the target, or an error message
+ */
+export function parseTarget (text: string): Target | string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return `"${text}" is not a URL (expected http://host:port)`
+  }
+  if (url.protocol !== 'http:') return `"${text}" must use http:// (the VM side speaks plain HTTP)`
+  if (url.username !== '' || url.password !== '') return `"${text}" must not carry credentials`
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || /^http:\/\/[^/]+\/./.test(text)) {
+    return `"${text}" must be only http://host:port, with no path, query or fragment`
+  }
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  if (host === '') return `"${text}" has no host`
+  if (isIP(host) === 0 && hostnameProblem(host) !== undefined && !/^[a-z0-9-]{1,63}$/.test(host)) {
+    return `"${text}" has an invalid host "${host}"`
+  }
+  const port = url.port === '' ? 80 : Number(url.port)
+  const origin = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
+  return { host, port, origin }
+}
+
+function typeName (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return `a ${typeof value}`
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+interface RawRoute {
+  domain: unknown
+  target?: unknown
+  redirectTo?: unknown
+  redirectCode?: unknown
+  redirectToHttps?: unknown
+  vm?: unknown
+  rateProfile?: unknown
+}
+
+/** Field names as they are written in each format, for error paths. */
+interface FieldNames {
+  domain: string
+  target: string
+  redirectTo: string
+  redirectCode: string
+  redirectToHttps: string
+  vm: string
+  rateProfile: string
+}
+
+const V1_FIELDS: FieldNames = {
+  domain: 'domain',
+  target: 'target',
+  redirectTo: 'redirect_to',
+  redirectCode: 'redirect_code',
+  redirectToHttps: 'redirect_to_https',
+  vm: 'vm',
+  rateProfile: 'rate_profile'
+}
+
+function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: RouteProblem[], warnings: RouteProblem[]): Route | undefined {
+  const before = errors.length
+  const err = (field: string, message: string): void => { errors.push({ path: `${at}.${field}`, message }) }
+
+  let domain = ''
+  if (raw.domain === undefined) err(names.domain, 'is required')
+  else if (typeof raw.domain !== 'string') err(names.domain, `must be a string, not ${typeName(raw.domain)}`)
+  else {
+    domain = raw.domain.endsWith('.') ? raw.domain.slice(0, -1) : raw.domain
+    const problem = hostnameProblem(domain)
+    if (problem !== undefined) err(names.domain, problem)
+  }
+
+  let target: Target | undefined
+  if (raw.target !== undefined) {
+    if (typeof raw.target !== 'string') err(names.target, `must be a string, not ${typeName(raw.target)}`)
+    else {
+      const parsed = parseTarget(raw.target)
+      if (typeof parsed === 'string') err(names.target, parsed)
+      else target = parsed
+    }
+  }
+
+  let redirectTo: string | undefined
+  if (raw.redirectTo !== undefined) {
+    if (typeof raw.redirectTo !== 'string') err(names.redirectTo, `must be a string, not ${typeName(raw.redirectTo)}`)
+    else {
+      const problem = hostnameProblem(raw.redirectTo)
+      if (problem !== undefined) err(names.redirectTo, problem)
+      else redirectTo = raw.redirectTo
+    }
+  }
+
+  if (raw.target !== undefined && raw.redirectTo !== undefined) {
+    errors.push({ path: at, message: `has both ${names.target} and ${names.redirectTo}: a route either forwards or redirects` })
+  } else if (raw.target === undefined && raw.redirectTo === undefined) {
+    errors.push({ path: at, message: `needs ${names.target} or ${names.redirectTo}` })
+  }
+
+  let redirectCode: RedirectCode = 302
+  if (raw.redirectCode !== undefined) {
+    if (!(REDIRECT_CODES as readonly unknown[]).includes(raw.redirectCode)) {
+      err(names.redirectCode, `must be one of ${REDIRECT_CODES.join(', ')}, not ${JSON.stringify(raw.redirectCode)}`)
+    } else redirectCode = raw.redirectCode as RedirectCode
+    if (raw.redirectTo === undefined && raw.target !== undefined) {
+      warnings.push({ path: `${at}.${names.redirectCode}`, message: `is ignored: the route has no ${names.redirectTo}` })
+    }
+  }
+
+  let redirectToHttps = false
+  if (raw.redirectToHttps !== undefined) {
+    if (typeof raw.redirectToHttps !== 'boolean') err(names.redirectToHttps, `must be true or false, not ${typeName(raw.redirectToHttps)}`)
+    else redirectToHttps = raw.redirectToHttps
+  }
+
+  let vm: string | undefined
+  if (raw.vm !== undefined) {
+    if (typeof raw.vm !== 'string') err(names.vm, `must be a string, not ${typeName(raw.vm)}`)
+    else if (raw.vm !== '') vm = raw.vm
+  }
+
+  let rateProfile: string | undefined
+  if (raw.rateProfile !== undefined) {
+    if (typeof raw.rateProfile !== 'string') err(names.rateProfile, `must be a string, not ${typeName(raw.rateProfile)}`)
+    else if (raw.rateProfile !== '' && !PROFILE_NAME.test(raw.rateProfile)) err(names.rateProfile, `"${raw.rateProfile}" is not a valid profile name`)
+    else if (raw.rateProfile !== '') rateProfile = raw.rateProfile
+  }
+
+  if (errors.length !== before) return undefined
+  const route: Route = { domain, redirectCode, redirectToHttps }
+  if (target !== undefined) Object.assign(route, { target: Object.freeze(target) })
+  if (redirectTo !== undefined) Object.assign(route, { redirectTo })
+  if (vm !== undefined) Object.assign(route, { vm })
+  if (rateProfile !== undefined) Object.assign(route, { rateProfile })
+  return Object.freeze(route)
+}
+
+function parseV1 (doc: Record<string, unknown>, errors: RouteProblem[], warnings: RouteProblem[]): Route[] {
+  for (const key of Object.keys(doc)) {
+    if (key !== 'version' && key !== 'routes') errors.push({ path: `$.${key}`, message: 'is not a known key (expected "version" and "routes")' })
+  }
+  if (doc.version === undefined) errors.push({ path: '$.version', message: `is required (${ROUTE_FILE_VERSION})` })
+  else if (doc.version !== ROUTE_FILE_VERSION) errors.push({ path: '$.version', message: `must be ${ROUTE_FILE_VERSION}, not ${JSON.stringify(doc.version)}` })
+  if (!Array.isArray(doc.routes)) {
+    errors.push({ path: '$.routes', message: doc.routes === undefined ? 'is required (an array of routes)' : `must be an array, not ${typeName(doc.routes)}` })
+    return []
+  }
+  const routes: Route[] = []
+  const seen = new Map<string, number>()
+  doc.routes.forEach((entry: unknown, i: number) => {
+    const at = `$.routes[${i}]`
+    if (!isPlainObject(entry)) {
+      errors.push({ path: at, message: `must be an object, not ${typeName(entry)}` })
+      return
+    }
+    for (const key of Object.keys(entry)) {
+      if (!ROUTE_KEYS.has(key)) errors.push({ path: `${at}.${key}`, message: `is not a known key (known: ${[...ROUTE_KEYS].join(', ')})` })
+    }
+    const route = validateRoute({
+      domain: entry.domain,
+      target: entry.target,
+      redirectTo: entry.redirect_to,
+      redirectCode: entry.redirect_code,
+      redirectToHttps: entry.redirect_to_https,
+      vm: entry.vm,
+      rateProfile: entry.rate_profile
+    }, at, V1_FIELDS, errors, warnings)
+    if (route === undefined) return
+    const first = seen.get(route.domain)
+    if (first !== undefined) errors.push({ path: `${at}.domain`, message: `"${route.domain}" is a duplicate of $.routes[${first}]` })
+    seen.set(route.domain, i)
+    routes.push(route)
+  })
+  return routes
+}
+
+const LEGACY_FIELDS: FieldNames = {
+  domain: 'Name',
+  target: 'DestinationHost',
+  redirectTo: 'RedirectTo',
+  redirectCode: 'RedirectCode',
+  redirectToHttps: 'RedirectToHTTPS',
+  vm: 'VMName',
+  rateProfile: 'RateProfile'
+}
+
+function parseLegacy (doc: Record<string, unknown>, errors: RouteProblem[], warnings: RouteProblem[]): Route[] {
+  const routes: Route[] = []
+  for (const [key, entry] of Object.entries(doc)) {
+    const at = `$[${JSON.stringify(key)}]`
+    if (!isPlainObject(entry)) {
+      errors.push({ path: at, message: `must be an object, not ${typeName(entry)}` })
+      continue
+    }
+    for (const field of Object.keys(entry)) {
+      if (!LEGACY_KEYS.has(field)) errors.push({ path: `${at}.${field}`, message: `is not a known key of the Mulch format (known: ${[...LEGACY_KEYS].join(', ')})` })
+    }
+    const name = entry.Name ?? key
+    if (typeof name === 'string' && name !== key) {
+      errors.push({ path: `${at}.Name`, message: `"${name}" does not match its key "${key}"` })
+    }
+    const redirectTo = entry.RedirectTo === '' ? undefined : entry.RedirectTo
+    let target: unknown
+    if (redirectTo === undefined) {
+      if (typeof entry.DestinationHost !== 'string' || entry.DestinationHost === '') {
+        errors.push({ path: `${at}.DestinationHost`, message: 'is required when RedirectTo is empty' })
+        continue
+      }
+      const port = entry.DestinationPort ?? 80
+      if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) {
+        errors.push({ path: `${at}.DestinationPort`, message: `must be a port number (1-65535), not ${JSON.stringify(port)}` })
+        continue
+      }
+      const host = entry.DestinationHost
+      target = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port as number}`
+    }
+    // Mulch writes RedirectCode 0 for "unset".
+    const redirectCode = entry.RedirectCode === 0 ? undefined : entry.RedirectCode
+    const route = validateRoute({
+      domain: name,
+      target,
+      redirectTo,
+      redirectCode: redirectTo === undefined ? undefined : redirectCode,
+      redirectToHttps: entry.RedirectToHTTPS,
+      vm: entry.VMName,
+      rateProfile: entry.RateProfile
+    }, at, LEGACY_FIELDS, errors, warnings)
+    if (route !== undefined) routes.push(route)
+  }
+  return routes
+}
+
+/** True when a parsed JSON document has the shape of Mulch's legacy domain file. */
+export function isLegacyShape (doc: unknown): boolean {
+  if (!isPlainObject(doc) || 'version' in doc || 'routes' in doc) return false
+  const values = Object.values(doc)
+  return values.every((v) => isPlainObject(v) && Object.keys(v).some((k) => LEGACY_KEYS.has(k)))
+}
+
+/**
+ * Validates a parsed route file, either format. Reports every problem with its JSON
+ * path; returns a deep-frozen table only when there is no error.
+ */
+export function parseRouteTable (doc: unknown): RouteParseResult {
+  const errors: RouteProblem[] = []
+  const warnings: RouteProblem[] = []
+  if (!isPlainObject(doc)) {
+    return { ok: false, errors: [{ path: '$', message: `must be an object, not ${typeName(doc)}` }], warnings }
+  }
+  const legacy = isLegacyShape(doc)
+  const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings)
+
+  if (errors.length > 0) return { ok: false, errors, warnings }
+  const table: RouteTable = Object.freeze({
+    version: ROUTE_FILE_VERSION,
+    format: legacy ? 'mulch-legacy' : 'v1',
+    routes: Object.freeze(routes)
+  })
+  return { ok: true, table, warnings }
+}
+
+/**
+ * Parses route file text (JSON). Syntax errors, truncated files included, are
+ * reported at `$` with the position JSON.parse gives.
+ */
+export function parseRouteFileText (text: string): RouteParseResult {
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err) {
+    const message = text.trim() === '' ? 'the file is empty' : `is not valid JSON: ${(err as Error).message}`
+    return { ok: false, errors: [{ path: '$', message }], warnings: [] }
+  }
+  return parseRouteTable(doc)
+}
+
+/** The v1 JSON form of a route, with defaults left out. */
+export function routeToJson (route: Route): RouteJson {
+  const json: RouteJson = { domain: route.domain }
+  if (route.target !== undefined) json.target = route.target.origin
+  if (route.redirectTo !== undefined) {
+    json.redirect_to = route.redirectTo
+    json.redirect_code = route.redirectCode
+  }
+  if (route.redirectToHttps) json.redirect_to_https = true
+  if (route.vm !== undefined) json.vm = route.vm
+  if (route.rateProfile !== undefined) json.rate_profile = route.rateProfile
+  return json
+}
+
+/**
+ * Serialises routes as a v1 file: sorted by domain, two-space indented, with a
+ * trailing newline, so the same table always gives the same bytes.
+ */
+export function serializeRouteTable (routes: readonly (Route | RouteJson)[]): string {
+  const json = routes.map((r) => ('redirectCode' in r ? routeToJson(r) : r))
+  json.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))
+  return JSON.stringify({ version: ROUTE_FILE_VERSION, routes: json }, null, 2) + '\n'
+}
