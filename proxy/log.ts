@@ -3,7 +3,7 @@
  * A small JSON-lines logger: one object per line, `{ time, level, msg, ...fields }`.
  * Writes go through one buffered stream so the request path never blocks on stdout.
  */
-import type { Writable } from 'node:stream'
+import type { LineSink } from './line-sink.ts'
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -36,14 +36,13 @@ function errorFields (value: unknown): unknown {
 }
 
 /**
- * Creates a logger writing to `out` (default stdout). Error values in fields are
+ * Creates a logger writing to a line sink. Error values in fields are
  * reduced to `{ name, message, code, cause }` so stacks stay out of the logs.
  */
-export function createLogger (options: { level?: LogLevel, out?: Writable, base?: LogFields } = {}): Logger {
-  const out = options.out ?? process.stdout
+export function createLogger (options: { level?: LogLevel, sink: LineSink, base?: LogFields }): Logger {
   const min = RANK[options.level ?? 'info']
   const base = options.base ?? {}
-  const write = (line: string): void => { out.write(line + '\n') }
+  const write = (line: string): void => { options.sink.write(line) }
 
   function make (bound: LogFields): Logger {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {

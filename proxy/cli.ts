@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * @module proxy/cli
+ * The `vmfront` command: `proxy`, `routes check`, and the daemon's `daemon` and
+ * `vm` subcommands. Exit status: 0 success, 2 bad usage or invalid configuration,
+ * 1 runtime failure.
+ */
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config.ts'
+import { FileInvalidError, ProxyError } from './errors.ts'
+import { parseRouteFileText } from './route-table.ts'
+
+const USAGE = `Usage: vmfront <command> [options]
+
+Commands:
+  proxy [--config FILE]        run the proxy in the foreground (embedded default without --config)
+  routes check FILE            validate a route file; print each problem with its JSON path
+  daemon [--config FILE]       run the slim VM-manager core
+  vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
+                               lock NAME, unlock NAME, delete NAME [--force]
+  help                         this text
+
+Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.
+`
+
+function fail (code: number, message: string): number {
+  process.stderr.write(message.endsWith('\n') ? message : message + '\n')
+  return code
+}
+
+async function runProxyCommand (args: string[]): Promise<number> {
+  let values: { config?: string, help?: boolean }
+  try {
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+  } catch (err) {
+    return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${USAGE}`)
+  }
+  if (values.help === true) return fail(0, USAGE)
+  let config
+  try {
+    config = loadConfig(values.config)
+  } catch (err) {
+    if (err instanceof FileInvalidError) {
+      return fail(2, `vmfront proxy: invalid configuration in ${err.file}:\n${err.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`)
+    }
+    if (err instanceof ProxyError) return fail(2, `vmfront proxy: ${err.message}`)
+    throw err
+  }
+  const { startProxy } = await import('./main.ts')
+  try {
+    const proxy = await startProxy(config)
+    return await proxy.stopped
+  } catch (err) {
+    if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)
+    return fail(1, `vmfront proxy: ${(err as Error).message}`)
+  }
+}
+
+async function runRoutesCommand (args: string[]): Promise<number> {
+  const [sub, file, ...rest] = args
+  if (sub !== 'check' || file === undefined || rest.length > 0) return fail(2, 'Usage: vmfront routes check FILE')
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    return fail(2, `${file}: cannot read: ${(err as Error).message}`)
+  }
+  const result = parseRouteFileText(text)
+  for (const w of result.warnings) process.stderr.write(`${file}: warning: ${w.path}: ${w.message}\n`)
+  if (!result.ok) {
+    for (const e of result.errors) process.stderr.write(`${file}: ${e.path}: ${e.message}\n`)
+    return fail(2, `${file}: invalid (${result.errors.length} problem${result.errors.length === 1 ? '' : 's'})`)
+  }
+  process.stdout.write(`${file}: valid (${result.table.routes.length} route${result.table.routes.length === 1 ? '' : 's'}, ${result.table.format} format)\n`)
+  return 0
+}
+
+async function runDaemonCommand (command: 'daemon' | 'vm', args: string[]): Promise<number> {
+  // The daemon is a separate program that shares this bin; proxy code never
+  // depends on it, so it is loaded by path only when asked for.
+  const modulePath = new URL('../daemon-adapter/cli.ts', import.meta.url).href
+  const daemon = await import(modulePath) as { main: (command: 'daemon' | 'vm', args: string[]) => Promise<number> }
+  return await daemon.main(command, args)
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...args] = argv
+  switch (command) {
+    case 'proxy':
+      return await runProxyCommand(args)
+    case 'routes':
+      return await runRoutesCommand(args)
+    case 'daemon':
+    case 'vm':
+      return await runDaemonCommand(command, args)
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE)
+      return 0
+    case undefined:
+      return fail(2, USAGE)
+    default:
+      return fail(2, `vmfront: unknown command "${command}"\n\n${USAGE}`)
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code
+  if (process.argv[2] === 'proxy') process.exit(code)
+}, (err: unknown) => {
+  process.stderr.write(`vmfront: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,247 @@
+/**
+ * @module proxy/config
+ * The proxy's static configuration (SPEC §3): TOML parsed, checked once, defaults
+ * applied, frozen. Every problem names the file and the dotted key.
+ */
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parse as parseToml } from 'smol-toml'
+import { checkTable, type ListenAddress, type TableSpec } from './config-schema.ts'
+import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
+import { LOG_LEVELS, type LogLevel } from './log.ts'
+
+/** The checked, frozen configuration of one proxy process. */
+export interface ProxyConfig {
+  readonly file: string
+  readonly dataDir: string
+  readonly routesFile: string
+  readonly pidFile: string
+  /** Starts a tiny built-in backend here (the embedded default's example VM). */
+  readonly exampleBackend: ListenAddress | undefined
+  readonly listen: { readonly http?: ListenAddress, readonly https?: ListenAddress, readonly admin?: ListenAddress }
+  readonly acme: { readonly enabled: boolean, readonly directoryUrl: string, readonly email: string, readonly caFile: string, readonly profile: string }
+  readonly tls: { readonly extraCertsFile: string }
+  readonly chain: {
+    readonly mode: 'none' | 'parent' | 'child'
+    readonly parentUrl: string
+    readonly childUrl: string
+    readonly name: string
+    readonly psk: string
+    readonly leaseTtlMs: number
+    readonly pingIntervalMs: number
+    readonly pingTimeoutMs: number
+    readonly maxConcurrentStreams: number
+    readonly idleTimeoutMs: number
+    readonly connectTimeoutMs: number
+  }
+  readonly headers: { readonly trustedProxies: readonly string[] }
+  readonly timeouts: {
+    readonly connectMs: number
+    readonly upstreamResponseMs: number
+    readonly upstreamIdleMs: number
+    readonly requestHeadersMs: number
+    readonly clientIdleMs: number
+    readonly websocketIdleMs: number
+    readonly drainMs: number
+  }
+  readonly upstream: { readonly keepAliveMs: number, readonly maxConnectionsPerTarget: number }
+  readonly limits: { readonly maxHeaderBytes: number, readonly maxRequestsPerConnection: number }
+  readonly log: { readonly level: LogLevel, readonly access: boolean }
+  readonly errorPages: { readonly template: string }
+  /** The `[[rate_profile]]` tables as written; proxy/rate-limit checks them. */
+  readonly rateProfiles: readonly unknown[]
+}
+
+const TOP: TableSpec = {
+  data_dir: { kind: { type: 'string' }, default: '/var/lib/vmfront' },
+  routes_file: { kind: { type: 'string' }, default: '/var/lib/vmfront/routes.json' },
+  pid_file: { kind: { type: 'string' }, default: '/var/lib/vmfront/proxy.pid' },
+  example_backend: { kind: { type: 'address' }, default: '' }
+}
+const LISTEN: TableSpec = {
+  http: { kind: { type: 'address' }, default: '0.0.0.0:80' },
+  https: { kind: { type: 'address' }, default: '0.0.0.0:443' },
+  admin: { kind: { type: 'address' }, default: '127.0.0.1:9180' }
+}
+const ACME: TableSpec = {
+  enabled: { kind: { type: 'bool' }, default: false },
+  directory_url: { kind: { type: 'string' }, default: 'letsencrypt-staging' },
+  email: { kind: { type: 'string' }, default: '' },
+  ca_file: { kind: { type: 'string' }, default: '' },
+  profile: { kind: { type: 'string' }, default: '' }
+}
+const TLS: TableSpec = {
+  extra_certs_file: { kind: { type: 'string' }, default: '' }
+}
+const CHAIN: TableSpec = {
+  mode: { kind: { type: 'enum', values: ['none', 'parent', 'child'] }, default: 'none' },
+  parent_url: { kind: { type: 'url', protocols: ['http:', 'https:'], allowEmpty: true }, default: '' },
+  child_url: { kind: { type: 'url', protocols: ['http:', 'https:'], allowEmpty: true }, default: '' },
+  name: { kind: { type: 'string' }, default: '' },
+  psk: { kind: { type: 'string' }, default: '' },
+  lease_ttl: { kind: { type: 'duration', min: 1000 }, default: '60s' },
+  ping_interval: { kind: { type: 'duration', min: 100 }, default: '10s' },
+  ping_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' },
+  max_concurrent_streams: { kind: { type: 'int', min: 1, max: 10000 }, default: 250 },
+  idle_timeout: { kind: { type: 'duration' }, default: '5m' },
+  connect_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' }
+}
+const HEADERS: TableSpec = {
+  trusted_proxies: { kind: { type: 'ip-list' }, default: [] }
+}
+const TIMEOUTS: TableSpec = {
+  connect: { kind: { type: 'duration', min: 1 }, default: '5s' },
+  upstream_response: { kind: { type: 'duration', min: 1 }, default: '60s' },
+  upstream_idle: { kind: { type: 'duration' }, default: '5m' },
+  request_headers: { kind: { type: 'duration', min: 100 }, default: '10s' },
+  client_idle: { kind: { type: 'duration', min: 100 }, default: '60s' },
+  websocket_idle: { kind: { type: 'duration' }, default: '1h' },
+  drain: { kind: { type: 'duration' }, default: '30s' }
+}
+const UPSTREAM: TableSpec = {
+  keepalive: { kind: { type: 'duration', min: 100 }, default: '4s' },
+  max_connections_per_target: { kind: { type: 'int', min: 1, max: 100000 }, default: 256 }
+}
+const LIMITS: TableSpec = {
+  max_header_bytes: { kind: { type: 'int', min: 1024, max: 1048576 }, default: 16384 },
+  max_requests_per_connection: { kind: { type: 'int', min: 0, max: 10000000 }, default: 0 }
+}
+const LOG: TableSpec = {
+  level: { kind: { type: 'enum', values: LOG_LEVELS }, default: 'info' },
+  access: { kind: { type: 'bool' }, default: true }
+}
+const ERROR_PAGES: TableSpec = {
+  template: { kind: { type: 'string' }, default: '' }
+}
+const SECTIONS: Record<string, TableSpec> = {
+  listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES
+}
+
+/** The folder of the checkout (for the embedded default's example files). */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+
+/**
+ * The embedded default of `vmfront proxy` without --config: unprivileged loopback
+ * ports, the example route file, a built-in example backend, data in a temp folder.
+ */
+export function embeddedDefaultToml (): string {
+  const dataDir = resolve(tmpdir(), `vmfront-demo-${process.getuid?.() ?? 'user'}`)
+  return [
+    `data_dir = ${JSON.stringify(dataDir)}`,
+    `routes_file = ${JSON.stringify(resolve(PACKAGE_ROOT, 'examples/routes.json'))}`,
+    `pid_file = ${JSON.stringify(resolve(dataDir, 'proxy.pid'))}`,
+    'example_backend = "127.0.0.1:8081"',
+    '[listen]',
+    'http = "127.0.0.1:8080"',
+    'https = "127.0.0.1:8443"',
+    'admin = "127.0.0.1:9180"',
+    ''
+  ].join('\n')
+}
+
+/** Checks a parsed TOML document. `file` only names the source in errors. */
+export function checkConfig (doc: Record<string, unknown>, file: string): ProxyConfig {
+  const problems: Problem[] = []
+  const known = new Set([...Object.keys(TOP), ...Object.keys(SECTIONS), 'rate_profile'])
+  for (const key of Object.keys(doc)) {
+    if (!known.has(key)) problems.push({ path: key, message: `is not a known key (known: ${[...known].join(', ')})` })
+  }
+  const top = checkTable(Object.fromEntries(Object.entries(doc).filter(([k]) => k in TOP)), TOP, '', problems)
+  const s: Record<string, Record<string, unknown>> = {}
+  for (const [name, spec] of Object.entries(SECTIONS)) s[name] = checkTable(doc[name], spec, name, problems)
+
+  let rateProfiles: unknown[] = []
+  if (doc.rate_profile !== undefined) {
+    if (!Array.isArray(doc.rate_profile)) problems.push({ path: 'rate_profile', message: 'must be an array of tables ([[rate_profile]])' })
+    else rateProfiles = doc.rate_profile
+  }
+
+  const chain = s.chain
+  if (chain.mode !== 'none') {
+    if (typeof chain.psk === 'string' && chain.psk.length < 16) problems.push({ path: 'chain.psk', message: `must be at least 16 characters when chain.mode is "${String(chain.mode)}"` })
+    if (chain.parent_url === '') problems.push({ path: 'chain.parent_url', message: `is required when chain.mode is "${String(chain.mode)}"` })
+  }
+  if (chain.mode === 'child' && chain.child_url === '') problems.push({ path: 'chain.child_url', message: 'is required when chain.mode is "child"' })
+  if (s.acme.enabled === true && s.listen.http === undefined) problems.push({ path: 'listen.http', message: 'must be set when acme.enabled is true (HTTP-01 challenges are answered there)' })
+  if (s.acme.enabled === true && s.listen.https === undefined) problems.push({ path: 'listen.https', message: 'must be set when acme.enabled is true' })
+
+  if (problems.length > 0) throw new FileInvalidError('CONFIG_INVALID', file, problems)
+  const base = dirname(resolve(file === '<embedded default>' ? PACKAGE_ROOT + '/x' : file))
+  const path = (p: unknown): string => (p === '' ? '' : resolve(base, p as string))
+  const hostName = (): string => process.env.HOSTNAME ?? 'vmfront-child'
+
+  const config: ProxyConfig = {
+    file,
+    dataDir: path(top.data_dir),
+    routesFile: path(top.routes_file),
+    pidFile: path(top.pid_file),
+    exampleBackend: top.example_backend as ListenAddress | undefined,
+    listen: s.listen as ProxyConfig['listen'],
+    acme: { enabled: s.acme.enabled as boolean, directoryUrl: s.acme.directory_url as string, email: s.acme.email as string, caFile: path(s.acme.ca_file), profile: s.acme.profile as string },
+    tls: { extraCertsFile: path(s.tls.extra_certs_file) },
+    chain: {
+      mode: chain.mode as ProxyConfig['chain']['mode'],
+      parentUrl: chain.parent_url as string,
+      childUrl: chain.child_url as string,
+      name: chain.name === '' ? hostName() : chain.name as string,
+      psk: chain.psk as string,
+      leaseTtlMs: chain.lease_ttl as number,
+      pingIntervalMs: chain.ping_interval as number,
+      pingTimeoutMs: chain.ping_timeout as number,
+      maxConcurrentStreams: chain.max_concurrent_streams as number,
+      idleTimeoutMs: chain.idle_timeout as number,
+      connectTimeoutMs: chain.connect_timeout as number
+    },
+    headers: { trustedProxies: s.headers.trusted_proxies as string[] },
+    timeouts: {
+      connectMs: s.timeouts.connect as number,
+      upstreamResponseMs: s.timeouts.upstream_response as number,
+      upstreamIdleMs: s.timeouts.upstream_idle as number,
+      requestHeadersMs: s.timeouts.request_headers as number,
+      clientIdleMs: s.timeouts.client_idle as number,
+      websocketIdleMs: s.timeouts.websocket_idle as number,
+      drainMs: s.timeouts.drain as number
+    },
+    upstream: { keepAliveMs: s.upstream.keepalive as number, maxConnectionsPerTarget: s.upstream.max_connections_per_target as number },
+    limits: { maxHeaderBytes: s.limits.max_header_bytes as number, maxRequestsPerConnection: s.limits.max_requests_per_connection as number },
+    log: { level: s.log.level as LogLevel, access: s.log.access as boolean },
+    errorPages: { template: path(s.error_pages.template) },
+    rateProfiles
+  }
+  return deepFreeze(config)
+}
+
+/** Parses TOML text; syntax errors name the file, line and column. */
+export function parseConfigText (text: string, file: string): ProxyConfig {
+  let doc: Record<string, unknown>
+  try {
+    doc = parseToml(text) as Record<string, unknown>
+  } catch (err) {
+    const e = err as Error & { line?: number, column?: number }
+    const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}` : '(syntax)'
+    throw new FileInvalidError('CONFIG_INVALID', file, [{ path: where, message: `invalid TOML: ${e.message.split('\n')[0]}` }])
+  }
+  return checkConfig(doc, file)
+}
+
+/** Reads and checks a config file, or the embedded default when `file` is undefined. */
+export function loadConfig (file: string | undefined): ProxyConfig {
+  if (file === undefined) return parseConfigText(embeddedDefaultToml(), '<embedded default>')
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ProxyError('CONFIG_UNREADABLE', `${file}: cannot read the config file: ${(err as Error).message}`, { cause: err })
+  }
+  return parseConfigText(text, file)
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}

@@ -1,0 +1,58 @@
+/**
+ * @module proxy/dump
+ * The diagnostic dump (SIGUSR2 or GET /debug/dump): in-flight requests with their
+ * age, connection counts, chain sessions and rate-limit state, written as JSON into
+ * data_dir with mode 0600 (mulch-proxy wrote world-readable files to /tmp).
+ */
+import { open, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { ActiveRequest } from './handler.ts'
+
+export interface DumpSources {
+  active: ReadonlySet<ActiveRequest>
+  connections: () => Record<string, number>
+  chain?: () => unknown
+  rateLimits?: () => unknown
+  routes: () => unknown
+}
+
+/** Builds the dump's content. */
+export function buildDump (sources: DumpSources): Record<string, unknown> {
+  const now = performance.now()
+  const inFlight = [...sources.active].map((a) => ({
+    age_ms: Math.round(now - a.start),
+    method: a.req.method,
+    host: a.req.headers.host ?? a.req.headers[':authority'],
+    path: a.req.url,
+    domain: a.domain,
+    client: a.client,
+    http_version: a.req.httpVersion
+  })).sort((x, y) => y.age_ms - x.age_ms)
+  return {
+    time: new Date().toISOString(),
+    pid: process.pid,
+    uptime_s: Math.round(process.uptime()),
+    memory: process.memoryUsage(),
+    in_flight: inFlight,
+    connections: sources.connections(),
+    routes: sources.routes(),
+    chain: sources.chain?.() ?? null,
+    rate_limits: sources.rateLimits?.() ?? null
+  }
+}
+
+/** Writes a dump file atomically with mode 0600; returns its path. */
+export async function writeDump (dataDir: string, sources: DumpSources): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const file = join(dataDir, `dump-${stamp}-${process.pid}.json`)
+  const tmp = `${file}.tmp`
+  const handle = await open(tmp, 'wx', 0o600)
+  try {
+    await handle.writeFile(JSON.stringify(buildDump(sources), null, 2) + '\n')
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(tmp, file)
+  return file
+}

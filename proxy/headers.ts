@@ -1,0 +1,137 @@
+/**
+ * @module proxy/headers
+ * Header rules of the forwarding hop, as named data and pure functions:
+ * hop-by-hop removal (RFC 9110 §7.6.1), the X-Forwarded-* / X-Real-IP policy
+ * (believed only from trusted proxies or an authenticated chain parent), and the
+ * real client IP derived from it.
+ */
+import type { IpMatcher } from './ip-match.ts'
+import { normalizeIp } from './ip-match.ts'
+
+/**
+ * Connection-specific headers that never cross a proxy (RFC 9110 §7.6.1, plus the
+ * de-facto Keep-Alive / Proxy-Connection and HTTP/2's own HTTP2-Settings).
+ */
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'
+])
+
+/** Headers that carry the client's identity; replaced unless the peer is trusted. */
+export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'
+])
+
+/** The header a chain parent uses to authenticate itself to a child. */
+export const CHAIN_AUTH_HEADER = 'x-vmfront-chain'
+
+/** What the forwarding hop knows about the client side of a request. */
+export interface ClientInfo {
+  /** The real client IP (after trusted X-Forwarded-For). */
+  clientIp: string
+  /** The X-Forwarded-For value to send on. */
+  forwardedFor: string
+  /** The scheme the client used at the edge ("http" | "https"). */
+  proto: string
+  /** The host the client asked for at the edge. */
+  forwardedHost: string
+}
+
+/** Lists the tokens of a Connection header ("close, x-foo" → ['close', 'x-foo']). */
+export function connectionTokens (value: string | undefined): string[] {
+  if (value === undefined || value === '') return []
+  return value.toLowerCase().split(',').map((t) => t.trim()).filter((t) => t !== '')
+}
+
+/**
+ * Works out the client identity. From a trusted peer the incoming X-Forwarded-For
+ * is kept and the peer appended; the client is the rightmost address that is not
+ * itself a trusted proxy. From anyone else the incoming headers are ignored.
+ */
+export function resolveClient (
+  peerIp: string,
+  trustedPeer: boolean,
+  headers: NodeJS.Dict<string | string[]>,
+  ownProto: string,
+  host: string,
+  trustedProxies: IpMatcher
+): ClientInfo {
+  const peer = normalizeIp(peerIp)
+  if (!trustedPeer) return { clientIp: peer, forwardedFor: peer, proto: ownProto, forwardedHost: host }
+  const incoming = joinHeader(headers['x-forwarded-for'])
+  const chain = incoming === '' ? [] : incoming.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  let clientIp = peer
+  for (let i = chain.length - 1; i >= 0; i--) {
+    clientIp = normalizeIp(chain[i])
+    if (!trustedProxies.matches(clientIp)) break
+  }
+  const proto = firstToken(joinHeader(headers['x-forwarded-proto']))
+  const fwdHost = firstToken(joinHeader(headers['x-forwarded-host']))
+  return {
+    clientIp,
+    forwardedFor: incoming === '' ? peer : `${chain.join(', ')}, ${peer}`,
+    proto: proto === 'http' || proto === 'https' ? proto : ownProto,
+    forwardedHost: fwdHost === '' ? host : fwdHost
+  }
+}
+
+function joinHeader (value: string | string[] | undefined): string {
+  if (value === undefined) return ''
+  return Array.isArray(value) ? value.join(', ') : value
+}
+
+function firstToken (value: string): string {
+  const comma = value.indexOf(',')
+  return (comma === -1 ? value : value.slice(0, comma)).trim().toLowerCase()
+}
+
+/**
+ * Builds the flat header list sent to the VM from the client's raw headers: the
+ * Host header unchanged, hop-by-hop and Connection-named headers dropped, the
+ * forwarding headers replaced by ours.
+ */
+export function upstreamHeaders (rawHeaders: readonly string[], client: ClientInfo, connection: string | undefined): string[] {
+  const named = connectionTokens(connection)
+  const out: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    // HTTP/2 pseudo-headers (":authority"...) are not HTTP/1.1 headers.
+    if (name.charCodeAt(0) === 58 /* : */) continue
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP_HEADERS.has(lower) || FORWARDING_HEADERS.has(lower) || lower === CHAIN_AUTH_HEADER) continue
+    // The client already got its 100 Continue from us; the body follows.
+    if (lower === 'expect') continue
+    if (named.length > 0 && named.includes(lower)) continue
+    out.push(name, rawHeaders[i + 1])
+  }
+  out.push(
+    'x-forwarded-for', client.forwardedFor,
+    'x-forwarded-proto', client.proto,
+    'x-forwarded-host', client.forwardedHost,
+    'x-real-ip', client.clientIp
+  )
+  return out
+}
+
+/**
+ * Filters a response's raw headers (undici gives Buffers) for the client:
+ * hop-by-hop and Connection-named headers are dropped.
+ */
+export function downstreamHeaders (rawHeaders: readonly (Buffer | string)[]): string[] {
+  const out: string[] = []
+  let named: string[] | undefined
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toString()
+    const lower = name.toLowerCase()
+    const value = rawHeaders[i + 1].toString('latin1')
+    if (lower === 'connection') named = connectionTokens(value)
+    if (HOP_BY_HOP_HEADERS.has(lower)) continue
+    out.push(name, value)
+  }
+  if (named === undefined || named.length === 0) return out
+  const filtered: string[] = []
+  for (let i = 0; i < out.length; i += 2) {
+    if (!named.includes(out[i].toLowerCase())) filtered.push(out[i], out[i + 1])
+  }
+  return filtered
+}

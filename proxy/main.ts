@@ -1,0 +1,232 @@
+/**
+ * @module proxy/main
+ * Runs one proxy process: builds the parts from the checked config, listens, and
+ * wires the signals (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump). The only
+ * module with process-wide side effects.
+ */
+import { chmodSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type http from 'node:http'
+import type { ProxyConfig } from './config.ts'
+import { createLineSink } from './line-sink.ts'
+import { createLogger, type Logger } from './log.ts'
+import { createMetrics } from './metrics.ts'
+import { createErrorPages } from './error-pages.ts'
+import { createForwarder } from './forward.ts'
+import { createWebSocketProxy } from './websocket.ts'
+import { createAccessLog } from './access-log.ts'
+import { createIpMatcher } from './ip-match.ts'
+import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
+import { createRouteReloader } from './reload.ts'
+import { Router } from './router.ts'
+import { createListener, type ManagedListener } from './server.ts'
+import { createAdminApp, createAdminServer } from './admin.ts'
+import { writeDump } from './dump.ts'
+import { startExampleBackend } from './example-backend.ts'
+import { ProxyError } from './errors.ts'
+
+/** A running proxy, for tests and the CLI. */
+export interface RunningProxy {
+  readonly ports: Record<string, number>
+  /** Resolves with the exit code once the proxy has stopped. */
+  readonly stopped: Promise<number>
+  reload (): Promise<unknown>
+  shutdown (reason: string): void
+}
+
+function writePidFile (file: string, logger: Logger): void {
+  try {
+    const previous = Number(readFileSync(file, 'utf8').trim())
+    if (Number.isInteger(previous) && previous > 0 && previous !== process.pid) {
+      try {
+        process.kill(previous, 0)
+        logger.warn('pid file names a live process: replacing it', { file, pid: previous })
+      } catch { /* stale: nothing runs under that pid */ }
+    }
+  } catch { /* no previous file */ }
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  // rename keeps a reader (the daemon) from ever seeing an empty pid file
+  writeFileSync(`${file}.tmp`, `${process.pid}\n`, { mode: 0o644 })
+  renameSync(`${file}.tmp`, file)
+}
+
+function removePidFile (file: string): void {
+  try {
+    if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file)
+  } catch { /* already gone */ }
+}
+
+/** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
+export async function startProxy (config: ProxyConfig, options: { handleSignals?: boolean } = {}): Promise<RunningProxy> {
+  const sink = createLineSink(process.stdout)
+  const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
+  const metrics = createMetrics()
+  const errorPages = createErrorPages(config.errorPages.template)
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  chmodSync(config.dataDir, 0o700)
+
+  const holder: RouterHolder = { router: new Router([]) }
+  const active = new Set<ActiveRequest>()
+  const trustedProxies = createIpMatcher(config.headers.trustedProxies)
+  const forwarder = createForwarder({
+    connectTimeoutMs: config.timeouts.connectMs,
+    responseTimeoutMs: config.timeouts.upstreamResponseMs,
+    idleTimeoutMs: config.timeouts.upstreamIdleMs,
+    keepAliveMs: config.upstream.keepAliveMs,
+    maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
+  })
+  const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  const reloader = createRouteReloader({
+    file: config.routesFile,
+    holder,
+    logger,
+    metrics,
+    hasProfile: (name) => name === 'default' || config.rateProfiles.some((p) => (p as { name?: unknown }).name === name)
+  })
+
+  const listeners: ManagedListener[] = []
+  const ports: Record<string, number> = {}
+  const deps: HandlerDeps = {
+    routes: holder,
+    forwarder,
+    websockets,
+    errorPages,
+    metrics,
+    logger,
+    accessLog: config.log.access ? createAccessLog(sink) : undefined,
+    trustedProxies,
+    httpsPort: undefined,
+    active
+  }
+  const listenerOptions = {
+    requestHeadersMs: config.timeouts.requestHeadersMs,
+    clientIdleMs: config.timeouts.clientIdleMs,
+    maxHeaderBytes: config.limits.maxHeaderBytes,
+    maxRequestsPerConnection: config.limits.maxRequestsPerConnection
+  }
+
+  let exampleBackend: http.Server | undefined
+  let admin: http.Server | undefined
+  let ready = false
+  const dumpSources = {
+    active,
+    connections: () => Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])),
+    routes: () => reloader.status()
+  }
+  const dump = async (): Promise<string> => {
+    const file = await writeDump(config.dataDir, dumpSources)
+    logger.info('diagnostic dump written', { file })
+    return file
+  }
+  const status = (): unknown => ({
+    version: 1,
+    pid: process.pid,
+    uptime_s: Math.round(process.uptime()),
+    listeners: ports,
+    reload: reloader.status(),
+    routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
+    in_flight: active.size,
+    certificates: [],
+    chain: { mode: config.chain.mode }
+  })
+
+  try {
+    if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
+    await reloader.reload('start')
+    if (config.listen.https !== undefined) {
+      logger.warn('https listener not available yet in this build', { address: config.listen.https })
+    }
+    if (config.listen.http !== undefined) {
+      const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
+      ports.http = await listener.listen(config.listen.http)
+      listeners.push(listener)
+    }
+    if (config.listen.admin !== undefined) {
+      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready, status, dump }))
+      const server = admin
+      ports.admin = await new Promise<number>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(config.listen.admin!.port, config.listen.admin!.host, () => {
+          const info = server.address()
+          resolve(typeof info === 'object' && info !== null ? info.port : 0)
+        })
+      })
+    }
+  } catch (err) {
+    for (const l of listeners) l.destroyAll()
+    for (const l of listeners) l.stopAccepting()
+    admin?.close()
+    exampleBackend?.close()
+    sink.flush()
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
+      ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
+      : `start-up failed: ${e.message}`, { cause: err })
+  }
+
+  writePidFile(config.pidFile, logger)
+  ready = true
+  logger.info('vmfront proxy started', {
+    pid: process.pid,
+    config: config.file,
+    listeners: ports,
+    routes: holder.router.size,
+    try: ports.http !== undefined && config.exampleBackend !== undefined ? `curl http://localhost:${ports.http}/` : undefined
+  })
+
+  let resolveStopped!: (code: number) => void
+  const stopped = new Promise<number>((resolve) => { resolveStopped = resolve })
+  let stopping = false
+
+  async function drainAndExit (reason: string): Promise<void> {
+    ready = false
+    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
+    for (const l of listeners) l.stopAccepting()
+    const deadline = Date.now() + config.timeouts.drainMs
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        for (const l of listeners) l.closeIdle()
+        const open = listeners.reduce((n, l) => n + l.openSockets(), 0)
+        if ((active.size === 0 && open === 0) || Date.now() >= deadline) {
+          resolve()
+          return
+        }
+        setTimeout(check, 50)
+      }
+      check()
+    })
+    const left = active.size
+    for (const l of listeners) l.destroyAll()
+    await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
+    exampleBackend?.close()
+    exampleBackend?.closeAllConnections()
+    websockets.close()
+    await forwarder.close().catch(() => {})
+    removePidFile(config.pidFile)
+    logger.info('stopped', { reason, cut_requests: left })
+    sink.flush()
+    resolveStopped(0)
+  }
+
+  function shutdown (reason: string): void {
+    if (stopping) {
+      logger.warn('second stop signal: exiting now', { reason, in_flight: active.size })
+      removePidFile(config.pidFile)
+      sink.flush()
+      resolveStopped(0)
+      return
+    }
+    stopping = true
+    void drainAndExit(reason)
+  }
+
+  const reload = async (): Promise<unknown> => reloader.reload('SIGHUP')
+  if (options.handleSignals !== false) {
+    process.on('SIGHUP', () => { void reload() })
+    process.on('SIGTERM', () => { shutdown('SIGTERM') })
+    process.on('SIGINT', () => { shutdown('SIGINT') })
+    process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
+  }
+
+  return { ports, stopped, reload, shutdown }
+}

@@ -1,0 +1,145 @@
+/**
+ * @module proxy/metrics
+ * Every Prometheus metric of the proxy (SPEC §9), on an injected registry. Labels
+ * stay bounded: `domain` only takes values from the route table (anything else is
+ * `_unknown`), `method` only standard methods (else `OTHER`). Label children are
+ * cached per domain so the request path does no label hashing.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/** The `domain` label value of hosts outside the route table. */
+export const UNKNOWN_DOMAIN = '_unknown'
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'])
+
+/** Request counters of one domain, with label children cached by code and method. */
+export interface DomainRecorder {
+  record (code: number, method: string, seconds: number): void
+  upstreamError (reason: string): void
+}
+
+export interface ProxyMetrics {
+  readonly registry: Registry
+  /** The recorder of a domain from the route table, or of `_unknown`. */
+  domain (name: string): DomainRecorder
+  /** Drops the series of domains no longer in the table (keeps `_unknown`). */
+  retainDomains (current: ReadonlySet<string>): void
+  readonly inFlight: { value: number }
+  readonly openConnections: { value: number }
+  readonly routes: Gauge
+  readonly routeReloads: Counter<'result'>
+  readonly lastReloadSuccessful: Gauge
+  readonly lastReloadSuccessTimestamp: Gauge
+  readonly rateLimited: Counter<'profile' | 'reason'>
+  readonly certificateExpiry: Gauge<'domain'>
+  readonly acmeOrders: Counter<'result'>
+  readonly chainChildren: Gauge
+  readonly chainSessionResets: Counter<'child'>
+  readonly chainAuthFailures: Counter
+}
+
+/** Creates the registry and every metric. One per proxy process (no globals). */
+export function createMetrics (options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
+  const registry = new Registry()
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+
+  const requests = new Counter({ name: 'vmfront_http_requests_total', help: 'HTTP requests answered, by route domain, status code and method.', labelNames: ['domain', 'code', 'method'] as const, registers })
+  const duration = new Histogram({
+    name: 'vmfront_http_request_duration_seconds',
+    help: 'Time from request start to the end of the response, by route domain.',
+    labelNames: ['domain'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers
+  })
+  const upstreamErrors = new Counter({ name: 'vmfront_upstream_errors_total', help: 'Failures talking to a VM or chain child, by domain and reason.', labelNames: ['domain', 'reason'] as const, registers })
+  const inFlight = { value: 0 }
+  const openConnections = { value: 0 }
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'vmfront_http_requests_in_flight', help: 'Requests being answered now.', registers, collect () { this.set(inFlight.value) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'vmfront_open_connections', help: 'Client connections open now (HTTP and HTTPS listeners).', registers, collect () { this.set(openConnections.value) } })
+
+  type RequestChild = ReturnType<typeof requests.labels>
+  type ErrorChild = ReturnType<typeof upstreamErrors.labels>
+  const recorders = new Map<string, DomainRecorder & { keys: Set<string> }>()
+
+  function domain (name: string): DomainRecorder {
+    let recorder = recorders.get(name)
+    if (recorder !== undefined) return recorder
+    const hist = duration.labels(name)
+    const children = new Map<string, RequestChild>()
+    const errors = new Map<string, ErrorChild>()
+    const keys = new Set<string>()
+    recorder = {
+      keys,
+      record (code: number, method: string, seconds: number): void {
+        const m = METHODS.has(method) ? method : 'OTHER'
+        const key = `${code} ${m}`
+        let child = children.get(key)
+        if (child === undefined) {
+          child = requests.labels(name, String(code), m)
+          children.set(key, child)
+          keys.add(key)
+        }
+        child.inc()
+        hist.observe(seconds)
+      },
+      upstreamError (reason: string): void {
+        let child = errors.get(reason)
+        if (child === undefined) {
+          child = upstreamErrors.labels(name, reason)
+          errors.set(reason, child)
+        }
+        child.inc()
+      }
+    }
+    recorders.set(name, recorder)
+    return recorder
+  }
+
+  function retainDomains (current: ReadonlySet<string>): void {
+    for (const [name, recorder] of recorders) {
+      if (name === UNKNOWN_DOMAIN || current.has(name)) continue
+      for (const key of recorder.keys) {
+        const [code, method] = key.split(' ')
+        requests.remove(name, code, method)
+      }
+      duration.remove(name)
+      recorders.delete(name)
+    }
+  }
+
+  const routes = new Gauge({ name: 'vmfront_routes', help: 'Routes in the table being served (file routes plus chained domains).', registers })
+  const routeReloads = new Counter({ name: 'vmfront_route_reloads_total', help: 'Route file loads, the one at start included, by result.', labelNames: ['result'] as const, registers })
+  routeReloads.inc({ result: 'success' }, 0)
+  routeReloads.inc({ result: 'failure' }, 0)
+  const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers })
+  const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers })
+  const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile, by profile and reason.', labelNames: ['profile', 'reason'] as const, registers })
+  const certificateExpiry = new Gauge({ name: 'vmfront_certificate_expiry_timestamp_seconds', help: 'When the certificate served for a domain expires (Unix time).', labelNames: ['domain'] as const, registers })
+  const acmeOrders = new Counter({ name: 'vmfront_acme_orders_total', help: 'ACME certificate orders, by result.', labelNames: ['result'] as const, registers })
+  acmeOrders.inc({ result: 'success' }, 0)
+  acmeOrders.inc({ result: 'failure' }, 0)
+  const chainChildren = new Gauge({ name: 'vmfront_chain_children', help: 'Chain children with a live lease (parent).', registers })
+  const chainSessionResets = new Counter({ name: 'vmfront_chain_session_resets_total', help: 'HTTP/2 sessions to a chain child torn down and replaced (parent).', labelNames: ['child'] as const, registers })
+  const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
+
+  return {
+    registry,
+    domain,
+    retainDomains,
+    inFlight,
+    openConnections,
+    routes,
+    routeReloads,
+    lastReloadSuccessful,
+    lastReloadSuccessTimestamp,
+    rateLimited,
+    certificateExpiry,
+    acmeOrders,
+    chainChildren,
+    chainSessionResets,
+    chainAuthFailures
+  }
+}

@@ -1,0 +1,499 @@
+/**
+ * @module proxy/rate-limit
+ * Per-client-IP admission control for rate profiles (SPEC §5), with mulch-proxy's
+ * semantics: a concurrency limit with an overflow wait, then a token bucket that may
+ * delay a request up to `limit_max_delay` before refusing it. VIPs are never limited.
+ *
+ * Hot path: `admit()` is synchronous. Unlimited profiles and VIPs get the
+ * `UNLIMITED` constant (no allocation); a request within limits gets a small ticket
+ * (or `UNLIMITED` too when there is no slot to give back); only a request that must
+ * wait gets a Promise, and one timer while it waits. There are no per-IP timers.
+ *
+ * Per-IP state is one small `Entry` per (profile, IP). An entry with nothing in
+ * flight or waiting and a full bucket carries no information (a fresh one behaves
+ * the same), so a sweep drops it: on an unref'd timer every `sweepIntervalMs`, and
+ * lazily when a new IP arrives after a missed sweep. Under a flood of distinct IPs
+ * the number of entries is thus bounded by the arrival rate times
+ * (sweep interval + time to refill the bucket + limit_max_delay).
+ */
+import { ProxyError } from './errors.ts'
+import { createIpMatcher, ipEntryProblem, normalizeIp } from './ip-match.ts'
+import type { IpMatcher } from './ip-match.ts'
+import { DEFAULT_PROFILE_NAME, isUnlimited, unlimitedProfile } from './rate-profile.ts'
+import type { RateProfile } from './rate-profile.ts'
+
+/** Admitted: forward the request, then call `release()` once it ends (idempotent). */
+export interface Ticket {
+  readonly kind: 'go'
+  release (): void
+}
+
+/** Why a request was refused; the proxy answers 429 either way. */
+export type RefuseReason = 'concurrency' | 'rate'
+
+/** Refused: answer 429 with `Retry-After: retryAfterSec`. Nothing to release. */
+export interface Refusal {
+  readonly kind: 'refuse'
+  readonly reason: RefuseReason
+  readonly retryAfterSec: number
+}
+
+/** The client went away (signal aborted or `cancel()`) before it was admitted. Nothing to release. */
+export interface Aborted {
+  readonly kind: 'aborted'
+}
+
+/** How a waiting request ends. */
+export type Verdict = Ticket | Refusal | Aborted
+
+/**
+ * The request must wait (for a concurrency slot, or for a token within
+ * `limit_max_delay`). `promise` never rejects. `cancel()` (or aborting the signal
+ * given to `admit`) takes it out of the queue at once: it resolves `aborted`, holds
+ * no slot and gives its reserved token back.
+ */
+export interface Wait {
+  readonly kind: 'wait'
+  readonly promise: Promise<Verdict>
+  cancel (): void
+}
+
+/** What `admit()` answers synchronously. */
+export type Admission = Ticket | Refusal | Wait
+
+/** The ticket of every request that holds nothing: unlimited profile, VIP, bucket-only profile. */
+export const UNLIMITED: Ticket = Object.freeze({ kind: 'go' as const, release (): void {} })
+
+/** The verdict of a request whose client went away while it waited. */
+export const ABORTED: Aborted = Object.freeze({ kind: 'aborted' as const })
+
+/** The timer functions the limiter uses; injectable so tests drive time themselves. */
+export interface RateLimitTimers {
+  setTimeout (fn: () => void, ms: number): unknown
+  clearTimeout (handle: unknown): void
+}
+
+/** Options of `createRateLimiter`. */
+export interface RateLimiterOptions {
+  /** Validated profiles (parseRateProfiles); an unlimited `default` is added if missing. */
+  readonly profiles: readonly RateProfile[]
+  /** Monotonic clock in ms. Default: `performance.now()`. */
+  readonly now?: () => number
+  /** Default: the global setTimeout/clearTimeout. */
+  readonly timers?: RateLimitTimers
+  /** How often idle per-IP state is dropped. Default 10 000 ms. */
+  readonly sweepIntervalMs?: number
+}
+
+/** One IP's state in a snapshot. */
+export interface IpRateState {
+  readonly ip: string
+  /** Requests holding a slot (only counted when the profile has a concurrency limit). */
+  readonly inFlight: number
+  /** Requests waiting for a slot. */
+  readonly queued: number
+  /** Requests delayed by the token bucket. */
+  readonly delayed: number
+  /** Tokens taken and not yet refilled; above the burst when delayed requests hold reservations. */
+  readonly tokensUsed: number
+}
+
+/** One profile's state in a snapshot (for the diagnostic dump). */
+export interface ProfileRateState {
+  readonly name: string
+  readonly limited: boolean
+  readonly trackedIps: number
+  readonly inFlight: number
+  readonly queued: number
+  readonly delayed: number
+  /** Counts since start. */
+  readonly totals: { readonly queued: number, readonly delayed: number, readonly refusedConcurrency: number, readonly refusedRate: number, readonly aborted: number }
+  /** The busiest IPs: by in-flight + queued, then by tokens used. */
+  readonly top: readonly IpRateState[]
+}
+
+/** The limiter. One per process, shared by every listener. */
+export interface RateLimiter {
+  /**
+   * Decides on one request from `ip` under the profile `profileName` (an unknown
+   * name means `default`). `signal` (the client's disconnect) cancels a wait and,
+   * once admitted, releases the slot; without it, call `cancel()`/`release()`.
+   */
+  admit (ip: string, profileName: string, signal?: AbortSignal): Admission
+  /** True when a profile of that name is configured (the proxy warns at route load otherwise). */
+  hasProfile (name: string): boolean
+  /** The profile `admit` applies for that name (`default` for unknown names). */
+  profile (name: string): RateProfile
+  /** Per-profile state for the diagnostic dump, with the `top` busiest IPs (default 10). */
+  snapshot (options?: { top?: number }): ProfileRateState[]
+  /** Drops idle per-IP state now; returns how many entries went. Runs by itself too. */
+  sweep (): number
+  /** Stops the sweep timer. Waiting requests still settle by their own timers. */
+  close (): void
+}
+
+/** Float slack when comparing times, so 3 × (1000/3) ms counts as a full second. */
+const EPSILON_MS = 1e-6
+const DEFAULT_SWEEP_INTERVAL_MS = 10_000
+
+/** The state of one client IP under one profile. */
+class Entry {
+  /** Slots taken: admitted requests plus those delayed by the bucket. */
+  inFlight = 0
+  /** Requests sleeping on a bucket reservation. */
+  delayed = 0
+  /**
+   * GCRA's theoretical arrival time: the instant the bucket is full again. Tokens
+   * used = (tat - now) / interval, so the bucket is one number, refilled by time.
+   */
+  tat = Number.NEGATIVE_INFINITY
+  /** Requests waiting for a slot, oldest first. Non-empty only while inFlight is at the limit. */
+  queue: Pending[] | undefined = undefined
+}
+
+interface Counts { queued: number, delayed: number, refusedConcurrency: number, refusedRate: number, aborted: number }
+
+interface ProfileState {
+  readonly profile: RateProfile
+  readonly limited: boolean
+  readonly maxInFlight: number
+  readonly overflowMs: number
+  readonly burst: number
+  readonly intervalMs: number
+  readonly burstSpanMs: number
+  readonly maxDelayMs: number
+  readonly vip: IpMatcher
+  readonly entries: Map<string, Entry>
+  readonly counts: Counts
+}
+
+/** A waiting request: the `Wait` the caller sees, plus its place in the machinery. */
+interface Pending extends Wait {
+  phase: 'queued' | 'sleeping' | 'done'
+  timer: unknown
+  readonly resolve: (verdict: Verdict) => void
+  readonly state: ProfileState
+  readonly entry: Entry
+  readonly signal: AbortSignal | undefined
+}
+
+const NODE_TIMERS: RateLimitTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => { clearTimeout(handle as ReturnType<typeof setTimeout>) }
+}
+
+function checkProfile (p: RateProfile): string | undefined {
+  const count = (v: number): boolean => Number.isInteger(v) && v >= 0
+  const ms = (v: number): boolean => Number.isFinite(v) && v >= 0
+  if (typeof p.name !== 'string' || p.name === '') return 'has no name'
+  if (!count(p.concurrentMaxRequests)) return 'concurrentMaxRequests must be a whole number >= 0'
+  if (!count(p.limitBurstRequests)) return 'limitBurstRequests must be a whole number >= 0'
+  if (!ms(p.concurrentOverflowTimeoutMs) || !ms(p.limitMaxDelayMs)) return 'durations must be finite and >= 0'
+  if (!ms(p.limitRequestsPerSecond)) return 'limitRequestsPerSecond must be finite and >= 0'
+  if (p.limitBurstRequests > 0 && p.limitRequestsPerSecond === 0) return 'limitRequestsPerSecond must be > 0 with a token bucket'
+  for (const vip of p.vipList) {
+    const problem = ipEntryProblem(vip)
+    if (problem !== undefined) return `vipList: ${problem}`
+  }
+  return undefined
+}
+
+function profileState (profile: RateProfile): ProfileState {
+  const intervalMs = profile.limitRequestsPerSecond > 0 ? 1000 / profile.limitRequestsPerSecond : 0
+  return {
+    profile,
+    limited: !isUnlimited(profile),
+    maxInFlight: profile.concurrentMaxRequests,
+    overflowMs: profile.concurrentOverflowTimeoutMs,
+    burst: profile.limitBurstRequests,
+    intervalMs,
+    burstSpanMs: profile.limitBurstRequests * intervalMs,
+    maxDelayMs: profile.limitMaxDelayMs,
+    vip: createIpMatcher(profile.vipList),
+    entries: new Map(),
+    counts: { queued: 0, delayed: 0, refusedConcurrency: 0, refusedRate: 0, aborted: 0 }
+  }
+}
+
+/**
+ * Creates the limiter. Throws a ProxyError `CONFIG_INVALID` when a profile is
+ * malformed or two share a name (parseRateProfiles output never is).
+ * @example
+ * const limiter = createRateLimiter({ profiles: parsed.profiles })
+ * const a = limiter.admit(clientIp, route.rateProfile ?? 'default', signal)
+ * if (a.kind === 'go') { res.once('close', () => a.release()); forward() }
+ * else if (a.kind === 'refuse') answer429(a.retryAfterSec)
+ * else { const v = await a.promise; ... } // go | refuse | aborted
+ */
+export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
+  const now = options.now ?? (() => performance.now())
+  const timers = options.timers ?? NODE_TIMERS
+  const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS
+  if (!(sweepIntervalMs > 0)) throw new ProxyError('CONFIG_INVALID', `rate limiter: sweepIntervalMs must be > 0, not ${sweepIntervalMs}`)
+
+  const states = new Map<string, ProfileState>()
+  for (const profile of options.profiles) {
+    const problem = checkProfile(profile)
+    if (problem !== undefined) throw new ProxyError('CONFIG_INVALID', `rate profile "${String(profile.name)}": ${problem}`)
+    if (states.has(profile.name)) throw new ProxyError('CONFIG_INVALID', `rate profile "${profile.name}" is defined twice`)
+    states.set(profile.name, profileState(profile))
+  }
+  if (!states.has(DEFAULT_PROFILE_NAME)) states.set(DEFAULT_PROFILE_NAME, profileState(unlimitedProfile()))
+  const defaultState = states.get(DEFAULT_PROFILE_NAME) as ProfileState
+  const limitedStates = [...states.values()].filter((s) => s.limited)
+
+  let lastSweep = now()
+  let sweepTimer: unknown
+  let closed = false
+
+  function rateRefusal (s: ProfileState, over: number): Refusal {
+    s.counts.refusedRate++
+    // Retrying after `over` ms the request would fit within limit_max_delay again.
+    return { kind: 'refuse', reason: 'rate', retryAfterSec: Math.max(1, Math.ceil(over / 1000)) }
+  }
+
+  function concurrencyRefusal (s: ProfileState): Refusal {
+    s.counts.refusedConcurrency++
+    return { kind: 'refuse', reason: 'concurrency', retryAfterSec: 1 }
+  }
+
+  /**
+   * Takes a token: 0 = go now; > 0 = token reserved, go after that many ms; < 0 =
+   * refused, the wait would exceed limit_max_delay by -result ms (nothing reserved).
+   * Reserving future tokens is what makes concurrent delayed requests queue fairly.
+   */
+  function reserve (s: ProfileState, e: Entry): number {
+    const t = now()
+    const tat = (e.tat > t ? e.tat : t) + s.intervalMs
+    const wait = tat - t - s.burstSpanMs
+    if (wait > s.maxDelayMs + EPSILON_MS) return -(wait - s.maxDelayMs)
+    e.tat = tat
+    return wait > EPSILON_MS ? wait : 0
+  }
+
+  /** An admitted request; holds a slot only when the profile has a concurrency limit. */
+  function ticket (s: ProfileState, e: Entry, signal: AbortSignal | undefined): Ticket {
+    if (s.maxInFlight === 0) return UNLIMITED
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      signal?.removeEventListener('abort', release)
+      releaseSlot(s, e)
+    }
+    // A client that disconnects mid-request frees its slot even if the caller's
+    // end-of-request hook never runs.
+    signal?.addEventListener('abort', release)
+    return { kind: 'go', release }
+  }
+
+  /** Frees one slot of `e`. The oldest queued request takes it over, so newcomers cannot barge in. */
+  function releaseSlot (s: ProfileState, e: Entry): void {
+    const queue = e.queue
+    // A loop, not recursion: each queued request the bucket refuses frees the slot
+    // again, and a queue may be long.
+    while (queue !== undefined && queue.length > 0) {
+      if (takeOver(queue.shift() as Pending)) return
+    }
+    e.inFlight--
+  }
+
+  /** A queued request gets the slot just freed; false when the bucket refuses it (the slot stays free). */
+  function takeOver (p: Pending): boolean {
+    timers.clearTimeout(p.timer)
+    const s = p.state
+    const wait = s.burst === 0 ? 0 : reserve(s, p.entry)
+    if (wait < 0) {
+      settle(p, rateRefusal(s, -wait))
+      return false
+    }
+    if (wait === 0) settle(p, ticket(s, p.entry, p.signal))
+    else sleep(p, wait)
+    return true
+  }
+
+  function pending (s: ProfileState, e: Entry, signal: AbortSignal | undefined, phase: 'queued' | 'sleeping'): Pending {
+    let resolve!: (verdict: Verdict) => void
+    const promise = new Promise<Verdict>((r) => { resolve = r })
+    const p: Pending = { kind: 'wait', promise, cancel: () => { cancel(p) }, phase, timer: undefined, resolve, state: s, entry: e, signal }
+    signal?.addEventListener('abort', p.cancel)
+    return p
+  }
+
+  function sleep (p: Pending, wait: number): void {
+    p.phase = 'sleeping'
+    p.entry.delayed++
+    p.state.counts.delayed++
+    p.timer = timers.setTimeout(() => { wake(p) }, wait)
+  }
+
+  function wake (p: Pending): void {
+    if (p.phase !== 'sleeping') return
+    p.entry.delayed--
+    settle(p, ticket(p.state, p.entry, p.signal))
+  }
+
+  function overflow (p: Pending): void {
+    if (p.phase !== 'queued') return
+    unqueue(p)
+    settle(p, concurrencyRefusal(p.state))
+  }
+
+  function unqueue (p: Pending): void {
+    const queue = p.entry.queue as Pending[]
+    const i = queue.indexOf(p)
+    if (i !== -1) queue.splice(i, 1)
+  }
+
+  function settle (p: Pending, verdict: Verdict): void {
+    p.phase = 'done'
+    p.signal?.removeEventListener('abort', p.cancel)
+    p.resolve(verdict)
+  }
+
+  function cancel (p: Pending): void {
+    const phase = p.phase
+    if (phase === 'done') return
+    timers.clearTimeout(p.timer)
+    const s = p.state
+    const e = p.entry
+    settle(p, ABORTED)
+    s.counts.aborted++
+    if (phase === 'queued') {
+      unqueue(p)
+      return
+    }
+    e.delayed--
+    // Give the reserved token back. Later reservations keep their times; the next
+    // newcomer simply lands one interval earlier, so the long-run rate still holds.
+    e.tat -= s.intervalMs
+    if (s.maxInFlight > 0) releaseSlot(s, e)
+  }
+
+  /** After a slot is held (or none is needed): the token bucket. */
+  function afterSlot (s: ProfileState, e: Entry, signal: AbortSignal | undefined): Admission {
+    if (s.burst === 0) return ticket(s, e, signal)
+    const wait = reserve(s, e)
+    if (wait === 0) return ticket(s, e, signal)
+    if (wait < 0) {
+      if (s.maxInFlight > 0) releaseSlot(s, e)
+      return rateRefusal(s, -wait)
+    }
+    const p = pending(s, e, signal, 'sleeping')
+    sleep(p, wait)
+    return p
+  }
+
+  function admit (ip: string, profileName: string, signal?: AbortSignal): Admission {
+    const s = states.get(profileName) ?? defaultState
+    if (!s.limited) return UNLIMITED
+    if (signal !== undefined && signal.aborted) {
+      return { kind: 'wait', promise: Promise.resolve(ABORTED), cancel (): void {} }
+    }
+    const key = normalizeIp(ip)
+    let e = s.entries.get(key)
+    if (e === undefined) {
+      // VIPs never get an entry, so a known IP skips the (costlier) VIP match.
+      if (s.vip.matches(key)) return UNLIMITED
+      if (now() - lastSweep >= sweepIntervalMs) sweep()
+      e = new Entry()
+      s.entries.set(key, e)
+    }
+    if (s.maxInFlight > 0) {
+      if (e.inFlight >= s.maxInFlight) {
+        if (s.overflowMs === 0) return concurrencyRefusal(s)
+        const p = pending(s, e, signal, 'queued')
+        ;(e.queue ??= []).push(p)
+        s.counts.queued++
+        p.timer = timers.setTimeout(() => { overflow(p) }, s.overflowMs)
+        return p
+      }
+      e.inFlight++
+    }
+    return afterSlot(s, e, signal)
+  }
+
+  function sweep (): number {
+    const t = now()
+    lastSweep = t
+    let removed = 0
+    for (const s of limitedStates) {
+      // Deleting the current key during Map iteration is safe in JS.
+      for (const [ip, e] of s.entries) {
+        if (e.inFlight === 0 && e.delayed === 0 && e.tat <= t) {
+          s.entries.delete(ip)
+          removed++
+        }
+      }
+    }
+    return removed
+  }
+
+  function tick (): void {
+    if (closed) return
+    sweep()
+    schedule()
+  }
+
+  function schedule (): void {
+    sweepTimer = timers.setTimeout(tick, sweepIntervalMs)
+    // The sweep must never keep the process alive (graceful drain, tests).
+    ;(sweepTimer as { unref?: () => void } | undefined)?.unref?.()
+  }
+
+  function snapshot (opts: { top?: number } = {}): ProfileRateState[] {
+    const topN = opts.top ?? 10
+    const t = now()
+    const out: ProfileRateState[] = []
+    for (const s of states.values()) {
+      let inFlight = 0
+      let queued = 0
+      let delayed = 0
+      const top: IpRateState[] = []
+      for (const [ip, e] of s.entries) {
+        const q = e.queue?.length ?? 0
+        inFlight += e.inFlight
+        queued += q
+        delayed += e.delayed
+        const used = s.intervalMs > 0 && e.tat > t ? Math.round((e.tat - t) / s.intervalMs * 100) / 100 : 0
+        if (topN <= 0 || (e.inFlight === 0 && q === 0 && used === 0)) continue
+        insertTop(top, { ip, inFlight: e.inFlight, queued: q, delayed: e.delayed, tokensUsed: used }, topN)
+      }
+      out.push({ name: s.profile.name, limited: s.limited, trackedIps: s.entries.size, inFlight, queued, delayed, totals: { ...s.counts }, top })
+    }
+    return out
+  }
+
+  if (limitedStates.length > 0) schedule()
+
+  return {
+    admit,
+    hasProfile: (name) => states.has(name),
+    profile: (name) => (states.get(name) ?? defaultState).profile,
+    snapshot,
+    sweep,
+    close (): void {
+      closed = true
+      if (sweepTimer !== undefined) timers.clearTimeout(sweepTimer)
+    }
+  }
+}
+
+function busier (a: IpRateState, b: IpRateState): boolean {
+  const la = a.inFlight + a.queued
+  const lb = b.inFlight + b.queued
+  return la !== lb ? la > lb : a.tokensUsed > b.tokensUsed
+}
+
+/** Keeps `top` sorted, at most `n` long: O(n) per insert, no full sort of every IP. */
+function insertTop (top: IpRateState[], item: IpRateState, n: number): void {
+  if (top.length === n && !busier(item, top[n - 1])) return
+  let i = top.length === n ? n - 1 : top.length
+  top[i] = item
+  while (i > 0 && busier(top[i], top[i - 1])) {
+    const tmp = top[i - 1]
+    top[i - 1] = top[i]
+    top[i] = tmp
+    i--
+  }
+}
