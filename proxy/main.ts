@@ -24,6 +24,7 @@ import { createAdminApp, createAdminServer } from './admin.ts'
 import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
+import { startChain, type ChainRuntime } from './chain/index.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -76,12 +77,14 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
   })
   const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  let chain: ChainRuntime | undefined
   const reloader = createRouteReloader({
     file: config.routesFile,
     holder,
     logger,
     metrics,
-    hasProfile: (name) => name === 'default' || config.rateProfiles.some((p) => (p as { name?: unknown }).name === name)
+    hasProfile: (name) => name === 'default' || config.rateProfiles.some((p) => (p as { name?: unknown }).name === name),
+    chainEntries: () => chain?.entries() ?? []
   })
 
   const listeners: ManagedListener[] = []
@@ -111,7 +114,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   const dumpSources = {
     active,
     connections: () => Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])),
-    routes: () => reloader.status()
+    routes: () => reloader.status(),
+    chain: () => chain?.status()
   }
   const dump = async (): Promise<string> => {
     const file = await writeDump(config.dataDir, dumpSources)
@@ -127,12 +131,18 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: active.size,
     certificates: [],
-    chain: { mode: config.chain.mode }
+    chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
   })
 
   try {
     if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     await reloader.reload('start')
+    chain = await startChain({ config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() } })
+    if (chain !== undefined) {
+      deps.chainForward = chain.forward
+      deps.fromChainParent = chain.fromParent
+      reloader.rebuild()
+    }
     if (config.listen.https !== undefined) {
       logger.warn('https listener not available yet in this build', { address: config.listen.https })
     }
@@ -182,6 +192,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     ready = false
     logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
     for (const l of listeners) l.stopAccepting()
+    await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
@@ -197,6 +208,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     })
     const left = active.size
     for (const l of listeners) l.destroyAll()
+    await chain?.stop().catch((err: unknown) => { logger.warn('chain stop failed', { err }) })
     await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
     exampleBackend?.close()
     exampleBackend?.closeAllConnections()
@@ -220,7 +232,11 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     void drainAndExit(reason)
   }
 
-  const reload = async (): Promise<unknown> => reloader.reload('SIGHUP')
+  const reload = async (): Promise<unknown> => {
+    const result = await reloader.reload('SIGHUP')
+    await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })
+    return result
+  }
   if (options.handleSignals !== false) {
     process.on('SIGHUP', () => { void reload() })
     process.on('SIGTERM', () => { shutdown('SIGTERM') })
