@@ -1,0 +1,57 @@
+/**
+ * @module certs/errors
+ * Typed errors of the certificate library. Callers check `code`, never the message.
+ */
+
+export type CertErrorCode =
+  /** Options given to createCertManager are invalid. */
+  | 'CERTS_CONFIG_INVALID'
+  /** extra_certs_file cannot be read (missing file, unreadable cert or key file). */
+  | 'CERTS_EXTRA_UNREADABLE'
+  /** extra_certs_file is readable but wrong (syntax, key mismatch, expired, domain not covered). */
+  | 'CERTS_EXTRA_INVALID'
+  /** An ACME order failed (cause: the CA's or the network's error). */
+  | 'CERTS_ORDER_FAILED'
+  /** ensure() was called while the domain is backing off after failures. */
+  | 'CERTS_ORDER_BACKOFF'
+  /** The policy does not allow a certificate for this name. */
+  | 'CERTS_DOMAIN_NOT_ALLOWED'
+  /** ACME is disabled, so no certificate can be ordered. */
+  | 'CERTS_ACME_DISABLED'
+  /** The manager is stopped. */
+  | 'CERTS_STOPPED'
+  /** A storage key (a domain or issuer name) would escape the storage directory. */
+  | 'CERTS_STORAGE_KEY_INVALID'
+  /** A stored certificate, key or account key cannot be parsed or does not match. */
+  | 'CERTS_STORAGE_CORRUPT'
+  /** Writing to storage failed (disk full, permissions). */
+  | 'CERTS_STORAGE_FAILED'
+  /** A PEM certificate or key cannot be parsed. */
+  | 'CERTS_PEM_INVALID'
+  /** The CA's ACME Renewal Information answer is unusable. */
+  | 'CERTS_ARI_INVALID'
+
+/** Base class: a stable `code`, and where relevant the domain, file and file entry. */
+export class CertError extends Error {
+  readonly code: CertErrorCode
+  readonly domain: string | undefined
+  readonly file: string | undefined
+  /** Index of the `[[certificate]]` entry in extra_certs_file (0-based). */
+  readonly entry: number | undefined
+  /** For CERTS_ORDER_BACKOFF: when the next attempt is allowed. */
+  readonly retryAt: Date | undefined
+  constructor (code: CertErrorCode, message: string, options: { cause?: unknown, domain?: string, file?: string, entry?: number, retryAt?: Date } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'CertError'
+    this.code = code
+    this.domain = options.domain
+    this.file = options.file
+    this.entry = options.entry
+    this.retryAt = options.retryAt
+  }
+}
+
+/** The message of any thrown value (errors thrown by dependencies are not always Errors). */
+export function errorMessage (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

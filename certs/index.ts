@@ -1,0 +1,14 @@
+/**
+ * @module certs
+ * Public API of the certificate library, the only file proxy/ imports: createCertManager and
+ * its types. The library knows nothing about the proxy; the proxy plugs in a policy ("may I get
+ * a certificate for this name?") and calls handleHttpChallenge first on its plain-HTTP listener.
+ */
+export { createCertManager, normalizeServerName } from './manager.ts'
+export { CertError, type CertErrorCode } from './errors.ts'
+export { DIRECTORY_SHORTCUTS, resolveDirectoryUrl, type AcmeOptions, type CertLogger, type CertManagerOptions } from './config.ts'
+export type { CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'
+export type { Issuer, IssueRequest, IssuedCertificate } from './issuer.ts'
+export type { Storage } from './storage.ts'
+export type { KeyType } from './x509.ts'
+export type { RenewalWindow } from './ari.ts'
