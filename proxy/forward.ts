@@ -163,15 +163,28 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
       const cl = req.headers['content-length']
       const hasBody = te !== undefined || (cl !== undefined && cl !== '0')
       const method = req.method ?? 'GET'
-      agent.dispatch({
-        origin,
-        path,
-        method,
-        headers,
-        body: hasBody ? req : null,
-        // A streamed body cannot be replayed: never retry on another connection.
-        idempotent: !hasBody && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
-      }, new ForwardHandler(res, onError))
+      const dispatch = (): void => {
+        agent.dispatch({
+          origin,
+          path,
+          method,
+          headers,
+          body: hasBody ? req : null,
+          // A streamed body cannot be replayed: never retry on another connection.
+          idempotent: !hasBody && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
+        }, new ForwardHandler(res, onError))
+      }
+      if (te === undefined) {
+        dispatch()
+        return
+      }
+      // The parser emits the request before it parses the rest of the packet: one
+      // turn later, a malformed first chunk has already failed the request (400
+      // from the listener), and nothing of it goes to the VM.
+      setImmediate(() => {
+        if (req.destroyed || res.destroyed || req.socket?.destroyed === true) return
+        dispatch()
+      })
     },
     async close (): Promise<void> {
       await agent.close()

@@ -50,7 +50,8 @@ export type Verdict = Ticket | Refusal | Aborted
  * The request must wait (for a concurrency slot, or for a token within
  * `limit_max_delay`). `promise` never rejects. `cancel()` (or aborting the signal
  * given to `admit`) takes it out of the queue at once: it resolves `aborted`, holds
- * no slot and gives its reserved token back.
+ * no slot and gives its reserved token back. Once settled with `go`, `cancel()`
+ * releases that ticket (the client is gone either way); otherwise it does nothing.
  */
 export interface Wait {
   readonly kind: 'wait'
@@ -171,6 +172,8 @@ interface ProfileState {
 interface Pending extends Wait {
   phase: 'queued' | 'sleeping' | 'done'
   timer: unknown
+  /** The ticket it settled with, for a `cancel()` that comes after. */
+  ticket: Ticket | undefined
   readonly resolve: (verdict: Verdict) => void
   readonly state: ProfileState
   readonly entry: Entry
@@ -218,12 +221,20 @@ function profileState (profile: RateProfile): ProfileState {
 /**
  * Creates the limiter. Throws a ProxyError `CONFIG_INVALID` when a profile is
  * malformed or two share a name (parseRateProfiles output never is).
+ * Wiring: `res` emits 'close' both when the response is done and when the client
+ * leaves first, so one listener frees the slot in every case, with no
+ * AbortController per request. `release` and `cancel` are idempotent and safe to
+ * pass unbound; `cancel` also releases a slot granted after a wait, so a client
+ * leaving just as its wait ends cannot leak it.
  * @example
  * const limiter = createRateLimiter({ profiles: parsed.profiles })
- * const a = limiter.admit(clientIp, route.rateProfile ?? 'default', signal)
- * if (a.kind === 'go') { res.once('close', () => a.release()); forward() }
- * else if (a.kind === 'refuse') answer429(a.retryAfterSec)
- * else { const v = await a.promise; ... } // go | refuse | aborted
+ * const a = limiter.admit(clientIp, route.rateProfile ?? 'default')
+ * if (a.kind === 'refuse') return answer429(a.retryAfterSec, a.reason)
+ * if (a !== UNLIMITED) res.once('close', a.kind === 'go' ? a.release : a.cancel)
+ * const v = a.kind === 'wait' ? await a.promise : a
+ * if (v.kind === 'aborted') return // client gone, nothing held
+ * if (v.kind === 'refuse') return answer429(v.retryAfterSec, v.reason)
+ * forward(req, res)
  */
 export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
   const now = options.now ?? (() => performance.now())
@@ -315,7 +326,7 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
   function pending (s: ProfileState, e: Entry, signal: AbortSignal | undefined, phase: 'queued' | 'sleeping'): Pending {
     let resolve!: (verdict: Verdict) => void
     const promise = new Promise<Verdict>((r) => { resolve = r })
-    const p: Pending = { kind: 'wait', promise, cancel: () => { cancel(p) }, phase, timer: undefined, resolve, state: s, entry: e, signal }
+    const p: Pending = { kind: 'wait', promise, cancel: () => { cancel(p) }, phase, timer: undefined, ticket: undefined, resolve, state: s, entry: e, signal }
     signal?.addEventListener('abort', p.cancel)
     return p
   }
@@ -347,13 +358,17 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
 
   function settle (p: Pending, verdict: Verdict): void {
     p.phase = 'done'
+    if (verdict.kind === 'go') p.ticket = verdict
     p.signal?.removeEventListener('abort', p.cancel)
     p.resolve(verdict)
   }
 
   function cancel (p: Pending): void {
     const phase = p.phase
-    if (phase === 'done') return
+    if (phase === 'done') {
+      p.ticket?.release()
+      return
+    }
     timers.clearTimeout(p.timer)
     const s = p.state
     const e = p.entry

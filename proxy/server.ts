@@ -12,7 +12,7 @@ import type { SecureContext } from 'node:tls'
 import type { ClientRequest, ClientResponse } from './forward.ts'
 import type { ErrorPages } from './error-pages.ts'
 import type { ListenAddress } from './config-schema.ts'
-import type { ProxyMetrics } from './metrics.ts'
+import { UNKNOWN_DOMAIN, type ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
 
 export interface ListenerOptions {
@@ -67,14 +67,16 @@ function trackSockets (name: string, server: http.Server | http2.Http2SecureServ
   // header delivery end here: answer with a status if we still can, and close.
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? 400
+    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') metrics.domain(UNKNOWN_DOMAIN).record(status, 'OTHER', 0)
     if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') logger.debug('client error', { listener: name, code: err.code, status })
-    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    // Like Node's default: answer unless a response already started on this socket.
+    const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (socket.writable && (pending === undefined || pending === null || pending.headersSent !== true)) {
       const body = pages.body(status)
       socket.end(`HTTP/1.1 ${status} ${pages.reason(status)}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`)
     }
     socket.destroy()
   })
-  void upgraded
   return { sockets }
 }
 

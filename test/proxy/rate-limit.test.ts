@@ -191,6 +191,22 @@ t.test('a client that disconnects mid-request frees its slot; the later release 
   wait(t, limiter.admit(IP, 'p'))
 })
 
+t.test('cancel() after a wait ended in go releases that slot (client left as it was admitted)', async (t) => {
+  const { limiter } = setup(t, { concurrentMaxRequests: 1, concurrentOverflowTimeoutMs: 5000 })
+  const a = go(t, limiter.admit(IP, 'p'))
+  const bw = wait(t, limiter.admit(IP, 'p'))
+  a.release()
+  const v = await bw.promise
+  t.equal(v.kind, 'go')
+  t.equal(state(limiter).inFlight, 1)
+  bw.cancel()
+  t.equal(state(limiter).inFlight, 0, 'the slot granted after the wait is free again')
+  ;(v as Ticket).release()
+  bw.cancel()
+  t.equal(state(limiter).inFlight, 0, 'and only once')
+  go(t, limiter.admit(IP, 'p'))
+})
+
 t.test('an already aborted signal is not admitted and holds nothing', async (t) => {
   const { limiter } = setup(t, { concurrentMaxRequests: 1 })
   const w = wait(t, limiter.admit(IP, 'p', AbortSignal.abort()))
