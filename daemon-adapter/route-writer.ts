@@ -1,0 +1,89 @@
+/**
+ * @module daemon-adapter/route-writer
+ * Turns the active revisions into a v1 route table (SPEC §4), checks it with the
+ * proxy's own parser, and writes it atomically: a temp file in the same directory,
+ * fsync, rename over the old file, fsync of the directory. The proxy therefore only
+ * ever reads a whole file that it accepts.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { basename, dirname, join } from 'node:path'
+import { parseRouteFileText, serializeRouteTable } from '../proxy/route-table.ts'
+import type { RouteJson } from '../proxy/route-table.ts'
+import { AdapterError } from './errors.ts'
+import type { Revision } from './registry.ts'
+
+function targetUrl (address: string, port: number): string {
+  return `http://${address.includes(':') ? `[${address}]` : address}:${port}`
+}
+
+/** The routes of the given (active) revisions: one per served domain and per redirect. */
+export function routesFor (revisions: readonly Revision[]): RouteJson[] {
+  const routes: RouteJson[] = []
+  for (const revision of revisions) {
+    const def = revision.definition
+    const common = (): Partial<RouteJson> => {
+      const extra: Partial<RouteJson> = { vm: def.name }
+      if (def.redirectToHttps) extra.redirect_to_https = true
+      if (def.rateProfile !== '') extra.rate_profile = def.rateProfile
+      return extra
+    }
+    for (const d of def.domains) routes.push({ domain: d.domain, target: targetUrl(revision.address, d.port), ...common() })
+    for (const r of def.redirects) routes.push({ domain: r.from, redirect_to: r.to, redirect_code: r.code, ...common() })
+  }
+  return routes
+}
+
+/**
+ * Serialises `routes` and checks the text with `parseRouteFileText`, as the proxy
+ * will read it.
+ * @throws AdapterError ROUTES_INVALID listing the parser's problems
+ */
+export function renderRouteFile (routes: readonly RouteJson[]): string {
+  const text = serializeRouteTable(routes)
+  const check = parseRouteFileText(text)
+  if (!check.ok) {
+    throw new AdapterError('ROUTES_INVALID', `the route table would be invalid: ${check.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`)
+  }
+  return text
+}
+
+/** Reads the current file, or undefined when it is missing or unreadable. */
+export function readRouteFile (file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Writes `text` to `file` atomically (mode 0644, so a proxy running as another user
+ * can read it). Creates the directory if it is missing.
+ * @throws AdapterError ROUTES_WRITE_FAILED
+ */
+export function writeFileAtomic (file: string, text: string): void {
+  const dir = dirname(file)
+  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    const fd = openSync(tmp, 'wx', 0o644)
+    try {
+      writeSync(fd, text)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, file)
+    // The rename is only durable once the directory entry is on disk.
+    const dirFd = openSync(dir, 'r')
+    try {
+      fsyncSync(dirFd)
+    } finally {
+      closeSync(dirFd)
+    }
+  } catch (err) {
+    rmSync(tmp, { force: true })
+    throw new AdapterError('ROUTES_WRITE_FAILED', `cannot write the route file ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}

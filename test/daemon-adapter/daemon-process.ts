@@ -1,0 +1,149 @@
+/**
+ * @module test/daemon-adapter/daemon-process
+ * Test helpers: a real `vmfront daemon` child process (spawned through the real bin,
+ * proxy/cli.ts), the `vmfront vm` client run as a process, temp folders and config
+ * files. Every process is killed at teardown.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
+export const NODE = process.execPath
+export const CLI = join(ROOT, 'proxy/cli.ts')
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+/** A temp folder removed at teardown. */
+export function tempDir (t: Teardown, prefix = 'vmfront-daemon-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+/** Writes a daemon config into `dir` (static driver, port 0, fast debounce) plus `extra` TOML lines. */
+export function writeDaemonConfig (dir: string, extra = '', top = ''): string {
+  const file = join(dir, 'daemon.toml')
+  writeFileSync(file, [
+    `data_dir = ${JSON.stringify(join(dir, 'data'))}`,
+    `routes_file = ${JSON.stringify(join(dir, 'routes.json'))}`,
+    `proxy_pid_file = ${JSON.stringify(join(dir, 'proxy.pid'))}`,
+    'listen = "127.0.0.1:0"',
+    'reload_debounce = "50ms"',
+    'retire_drain = "0s"',
+    top,
+    extra
+  ].join('\n') + '\n')
+  return file
+}
+
+export interface DaemonProcess {
+  child: ChildProcess
+  url: string
+  logs: Record<string, unknown>[]
+  stderr: () => string
+  waitForLog (pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>
+  /** Sends a signal and resolves with the exit code (or signal name). */
+  stop (signal?: NodeJS.Signals): Promise<number | string | null>
+  exited: Promise<number | string | null>
+}
+
+/** Spawns `vmfront daemon --config FILE` and waits for its "listening" log line. */
+export async function startDaemonProcess (t: Teardown, configFile: string, env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
+  const child = spawn(NODE, [CLI, 'daemon', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+  const logs: Record<string, unknown>[] = []
+  const waiters = new Set<() => void>()
+  let stderr = ''
+  let buffer = ''
+  child.stdout?.setEncoding('utf8')
+  child.stdout?.on('data', (chunk: string) => {
+    buffer += chunk
+    let nl
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl)
+      buffer = buffer.slice(nl + 1)
+      try { logs.push(JSON.parse(line) as Record<string, unknown>) } catch { logs.push({ msg: 'unparsed', line }) }
+    }
+    for (const w of waiters) w()
+  })
+  child.stderr?.setEncoding('utf8')
+  child.stderr?.on('data', (c: string) => { stderr += c })
+  const exited = new Promise<number | string | null>((resolve) => {
+    child.once('exit', (code, signal) => { for (const w of waiters) w(); resolve(code ?? signal) })
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  })
+
+  function waitForLog (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000, from = 0): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        for (let i = from; i < logs.length; i++) {
+          if (pred(logs[i])) {
+            cleanup()
+            resolve(logs[i])
+            return
+          }
+        }
+        if (child.exitCode !== null || child.signalCode !== null) {
+          cleanup()
+          reject(new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before the awaited log line; stderr: ${stderr}`))
+        }
+      }
+      const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for a daemon log line; last: ${JSON.stringify(logs.slice(-5))}; stderr: ${stderr}`)) }, timeoutMs)
+      const cleanup = (): void => { clearTimeout(timer); waiters.delete(check) }
+      waiters.add(check)
+      check()
+    })
+  }
+
+  const listening = await waitForLog((l) => l.msg === 'daemon API listening', 15_000)
+  return {
+    child,
+    url: listening.url as string,
+    logs,
+    stderr: () => stderr,
+    waitForLog,
+    async stop (signal: NodeJS.Signals = 'SIGTERM') {
+      child.kill(signal)
+      return await exited
+    },
+    exited
+  }
+}
+
+export interface CliResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `vmfront ARGS` to completion (stdin closed, so not a TTY). */
+export function runCli (args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const cleanEnv = { ...process.env, ...env }
+    for (const key of ['VMFRONT_URL', 'VMFRONT_KEY', 'VMFRONT_DAEMON_CONFIG']) if (env[key] === undefined) delete cleanEnv[key]
+    const child = spawn(NODE, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`vmfront ${args.join(' ')} timed out; stderr: ${stderr}`)) }, timeoutMs)
+    child.once('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+  })
+}
+
+/** Polls `fn` until it returns true, every `intervalMs`, failing after `timeoutMs`. */
+export async function until (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, intervalMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
