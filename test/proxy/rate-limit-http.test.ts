@@ -1,41 +1,33 @@
 /**
- * The wiring proxy/rate-limit.ts documents for a request handler, on a real HTTP
- * server on loopback: the slot is held for the whole request and freed when the
- * client disconnects mid-request or while it waits, with one `res.once('close')`
- * listener and no AbortController per request.
+ * admitRequest (proxy/rate-limit.ts) in a real HTTP server on loopback: the slot is
+ * held for the whole request and freed when the client disconnects mid-request or
+ * while it waits, with one `res.once('close')` listener and no AbortController.
  */
 import { EventEmitter, once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { UNLIMITED, createRateLimiter } from '../../proxy/rate-limit.ts'
+import { admitRequest, createRateLimiter } from '../../proxy/rate-limit.ts'
 import type { RateLimiter } from '../../proxy/rate-limit.ts'
 import { unlimitedProfile } from '../../proxy/rate-profile.ts'
 
-/** What the lead's handler does, reduced to the limiter part. */
+/** A handler that holds a request open when asked, so slots stay taken. */
 function handler (limiter: RateLimiter, held: Map<string, http.ServerResponse>, events: EventEmitter) {
-  return async function limited (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  return function limited (req: http.IncomingMessage, res: http.ServerResponse): void {
     const id = String(req.headers['x-id'])
-    const a = limiter.admit(req.socket.remoteAddress ?? '', 'p')
-    if (a.kind === 'refuse') {
-      res.writeHead(429, { 'retry-after': String(a.retryAfterSec) }).end()
-      return
+    // Without admitRequest's own events, watch the queue to know when a request waits.
+    const queuedBefore = limiter.snapshot()[0].queued
+    admitRequest(limiter, req.socket.remoteAddress ?? '', 'p', res, () => {
+      events.emit('admitted', id)
+      if (req.headers['x-hold'] === '1') held.set(id, res)
+      else res.end(id)
+    }, (refusal) => {
+      res.writeHead(429, { 'retry-after': String(refusal.retryAfterSec) }).end()
+    })
+    if (limiter.snapshot()[0].queued > queuedBefore) {
+      events.emit('waiting', id)
+      res.once('close', () => { if (!held.has(id) && !res.writableEnded) events.emit('aborted', id) })
     }
-    // 'close' fires when the response is done and when the client goes away first.
-    if (a !== UNLIMITED) res.once('close', a.kind === 'go' ? a.release : a.cancel)
-    if (a.kind === 'wait') events.emit('waiting', id)
-    const v = a.kind === 'wait' ? await a.promise : a
-    if (v.kind === 'aborted') {
-      events.emit('aborted', id)
-      return
-    }
-    if (v.kind === 'refuse') {
-      res.writeHead(429, { 'retry-after': String(v.retryAfterSec) }).end()
-      return
-    }
-    events.emit('admitted', id)
-    if (req.headers['x-hold'] === '1') held.set(id, res)
-    else res.end(id)
   }
 }
 

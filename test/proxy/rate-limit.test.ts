@@ -3,10 +3,11 @@
  * the concurrency limit and its overflow wait, cancellation and abort at every
  * stage, VIPs, profile fallback, idle-state expiry and the snapshot.
  */
+import { EventEmitter } from 'node:events'
 import t from 'tap'
 import type { Test } from 'tap'
-import { ABORTED, UNLIMITED, createRateLimiter } from '../../proxy/rate-limit.ts'
-import type { Admission, RateLimiter, RateLimitTimers, Ticket, Verdict, Wait } from '../../proxy/rate-limit.ts'
+import { ABORTED, UNLIMITED, admitRequest, createRateLimiter } from '../../proxy/rate-limit.ts'
+import type { Admission, RateLimiter, Refusal, RateLimitTimers, Ticket, Verdict, Wait } from '../../proxy/rate-limit.ts'
 import { unlimitedProfile } from '../../proxy/rate-profile.ts'
 import type { RateProfile } from '../../proxy/rate-profile.ts'
 import { FakeClock, flush } from './rate-limit-fake-clock.ts'
@@ -377,4 +378,41 @@ t.test('malformed profiles are refused with CONFIG_INVALID', async (t) => {
     t.throws(() => createRateLimiter({ profiles }), { code: 'CONFIG_INVALID' }, what)
   }
   t.throws(() => createRateLimiter({ profiles: [], sweepIntervalMs: 0 }), { code: 'CONFIG_INVALID' })
+})
+
+t.test('admitRequest: callbacks, release on close, nothing for a client gone while waiting', async (t) => {
+  const { clock, limiter } = setup(t, { concurrentMaxRequests: 1, concurrentOverflowTimeoutMs: 1000 })
+  const calls: string[] = []
+  const run = (id: string, res: EventEmitter, onError?: (err: unknown) => void, go = (): void => { calls.push(`go ${id}`) }): void => {
+    admitRequest(limiter, IP, 'p', res, go, (r: Refusal) => { calls.push(`refuse ${id} ${r.reason}`) }, onError)
+  }
+  const resA = new EventEmitter()
+  run('A', resA)
+  const resB = new EventEmitter()
+  run('B', resB)
+  const resC = new EventEmitter()
+  run('C', resC)
+  t.same(calls, ['go A'])
+  resB.emit('close')
+  resA.emit('close')
+  await flush()
+  t.same(calls, ['go A', 'go C'], 'B left while waiting: no callback, and C got the slot')
+  run('D', new EventEmitter())
+  clock.advance(1000)
+  await flush()
+  t.same(calls, ['go A', 'go C', 'refuse D concurrency'])
+  resC.emit('close')
+  t.equal(state(limiter).inFlight, 0)
+  // Unlimited: go at once, no listener added.
+  const open = new EventEmitter()
+  admitRequest(limiter, IP, 'nope', open, () => { calls.push('go open') }, () => {})
+  t.equal(open.listenerCount('close'), 0)
+  // An exception from go after a wait reaches onError.
+  const resE = new EventEmitter()
+  run('E', resE)
+  const errors: unknown[] = []
+  run('F', new EventEmitter(), (err) => { errors.push(err) }, () => { throw new Error('boom') })
+  resE.emit('close')
+  await flush()
+  t.match(errors, [{ message: 'boom' }])
 })
