@@ -152,6 +152,11 @@ class Entry {
   queue: Pending[] | undefined = undefined
 }
 
+/** An entry that carries no information: a fresh one would behave the same. */
+function isIdle (e: Entry, t: number): boolean {
+  return e.inFlight === 0 && e.delayed === 0 && e.tat <= t
+}
+
 interface Counts { queued: number, delayed: number, refusedConcurrency: number, refusedRate: number, aborted: number }
 
 interface ProfileState {
@@ -164,7 +169,8 @@ interface ProfileState {
   readonly burstSpanMs: number
   readonly maxDelayMs: number
   readonly vip: IpMatcher
-  readonly entries: Map<string, Entry>
+  /** Replaced, not only trimmed, by a sweep that drops most of it. */
+  entries: Map<string, Entry>
   readonly counts: Counts
 }
 
@@ -433,12 +439,20 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     lastSweep = t
     let removed = 0
     for (const s of limitedStates) {
-      // Deleting the current key during Map iteration is safe in JS.
-      for (const [ip, e] of s.entries) {
-        if (e.inFlight === 0 && e.delayed === 0 && e.tat <= t) {
-          s.entries.delete(ip)
-          removed++
-        }
+      const entries = s.entries
+      let idle = 0
+      entries.forEach((e) => { if (isIdle(e, t)) idle++ })
+      if (idle === 0) continue
+      removed += idle
+      // Map.delete costs ~0.5 µs an entry, so after a flood (mostly idle entries)
+      // copying the few survivors is several times faster than deleting the rest,
+      // and it keeps the pause of a sweep short.
+      if (idle > entries.size / 4) {
+        const survivors = new Map<string, Entry>()
+        entries.forEach((e, ip) => { if (!isIdle(e, t)) survivors.set(ip, e) })
+        s.entries = survivors
+      } else {
+        entries.forEach((e, ip) => { if (isIdle(e, t)) entries.delete(ip) })
       }
     }
     return removed
@@ -492,6 +506,38 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
       if (sweepTimer !== undefined) timers.clearTimeout(sweepTimer)
     }
   }
+}
+
+/** The part of a response (http.ServerResponse or Http2ServerResponse) `admitRequest` uses. */
+export interface ClosingResponse {
+  once (event: 'close', listener: () => void): unknown
+}
+
+/**
+ * The callback form of `admit` for a request handler, with the wiring done: one
+ * `res.once('close')` frees the slot when the response ends or the client leaves
+ * first (while waiting included). Call it synchronously from the request event, so
+ * 'close' cannot have fired yet. `go` and `refuse` run at once or, after a wait,
+ * later; neither runs when the client left while waiting. An exception they throw
+ * after a wait goes to `onError` (default: rethrown, i.e. an unhandled rejection).
+ * @example
+ * admitRequest(limiter, client.ip, route.rateProfile ?? 'default', res, forward,
+ *   (r) => { log.info('rate limited', { reason: r.reason }); send429(res, r.retryAfterSec) },
+ *   (err) => { log.error('request handler failed', { err }); sendError(res, 500) })
+ */
+export function admitRequest (
+  limiter: RateLimiter, ip: string, profileName: string, res: ClosingResponse,
+  go: () => void, refuse: (refusal: Refusal) => void, onError?: (err: unknown) => void
+): void {
+  const a = limiter.admit(ip, profileName)
+  if (a.kind === 'refuse') return refuse(a)
+  if (a === UNLIMITED) return go()
+  res.once('close', a.kind === 'go' ? a.release : a.cancel)
+  if (a.kind === 'go') return go()
+  void a.promise.then((v) => {
+    if (v.kind === 'go') go()
+    else if (v.kind === 'refuse') refuse(v)
+  }).catch(onError ?? ((err: unknown) => { throw err }))
 }
 
 function busier (a: IpRateState, b: IpRateState): boolean {

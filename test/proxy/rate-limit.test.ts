@@ -325,6 +325,20 @@ t.test('idle per-IP state expires once nothing is in flight and the bucket is fu
     go(t, limiter.admit(IP, 'p')).release()
     t.equal(limiter.admit(IP, 'p').kind, 'refuse')
   })
+  await t.test('whether it trims the table or copies the survivors', async (t) => {
+    const { clock, limiter } = setup(t, { concurrentMaxRequests: 1 })
+    const held = [1, 2, 3, 4].map((i) => go(t, limiter.admit(`192.0.2.${i}`, 'p')))
+    go(t, limiter.admit('192.0.2.5', 'p')).release()
+    clock.advance(1)
+    t.equal(limiter.sweep(), 1, 'one idle of five: deleted in place')
+    t.equal(state(limiter).trackedIps, 4)
+    held.slice(0, 3).forEach((h) => { h.release() })
+    t.equal(limiter.sweep(), 3, 'three idle of four: survivors copied')
+    t.match(state(limiter), { trackedIps: 1, inFlight: 1 })
+    held[3].release()
+    t.match(state(limiter), { trackedIps: 1, inFlight: 0 }, 'the surviving entry is the live one')
+    t.equal(limiter.sweep(), 1)
+  })
   await t.test('lazily, when a new IP arrives after a missed sweep', async (t) => {
     const clock = new FakeClock()
     // Timers that never fire, as under a blocked event loop.
