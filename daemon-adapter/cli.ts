@@ -73,11 +73,10 @@ async function runDaemonCommand (args: readonly string[], io: CliIo): Promise<nu
 }
 
 /**
- * Entry point for `vmfront daemon ...` and `vmfront vm ...`.
- * @returns the exit status (for `daemon`, once it has stopped on SIGTERM/SIGINT)
+ * Runs one subcommand with the given streams; never throws.
+ * @returns the exit status
  */
-export async function main (command: 'daemon' | 'vm', args: string[]): Promise<number> {
-  const io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }
+export async function runCommand (command: 'daemon' | 'vm', args: readonly string[], io: CliIo): Promise<number> {
   if (command === 'daemon') {
     try {
       return await runDaemonCommand(args, io)
@@ -94,4 +93,12 @@ export async function main (command: 'daemon' | 'vm', args: string[]): Promise<n
   }
   io.stderr.write(`unknown command ${JSON.stringify(command)}\n${VM_USAGE}\n`)
   return 2
+}
+
+/**
+ * Entry point for `vmfront daemon ...` and `vmfront vm ...` (called by proxy/cli.ts).
+ * @returns the exit status (for `daemon`, once it has stopped on SIGTERM/SIGINT)
+ */
+export async function main (command: 'daemon' | 'vm', args: string[]): Promise<number> {
+  return await runCommand(command, args, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env })
 }

@@ -147,3 +147,24 @@ export async function until (what: string, fn: () => boolean | Promise<boolean>,
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
 }
+
+/**
+ * Runs `vmfront vm ARGS` in this process through the same entry point the bin uses
+ * (runCommand), with captured streams, a non-TTY stdin and only `env` as environment:
+ * the same behaviour as runCli without the cost of a process per call. `args`
+ * start with "vm", as for runCli.
+ */
+export async function runVm (args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  if (args[0] !== 'vm') throw new Error('runVm runs vm subcommands only')
+  const { runCommand } = await import('../../daemon-adapter/cli.ts')
+  const { PassThrough } = await import('node:stream')
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let out = ''
+  let err = ''
+  stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+  stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
+  const stdin = Object.assign(new PassThrough(), { isTTY: false })
+  const code = await runCommand('vm', args.slice(1), { stdout, stderr, stdin, env })
+  return { code, stdout: out, stderr: err }
+}

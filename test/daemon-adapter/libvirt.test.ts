@@ -14,7 +14,7 @@ import type { VirshCommand, VirshRunner } from '../../daemon-adapter/drivers/vir
 import { silentLogger } from '../../daemon-adapter/log.ts'
 import type { Revision } from '../../daemon-adapter/registry.ts'
 import { parseVmDefinitionText } from '../../daemon-adapter/vm-definition.ts'
-import { runCli, startDaemonProcess, tempDir, writeDaemonConfig } from './daemon-process.ts'
+import { runCli, runVm, startDaemonProcess, tempDir, writeDaemonConfig } from './daemon-process.ts'
 
 const VIRSH = '/usr/bin/virsh'
 const config = parseDaemonConfig({
@@ -139,9 +139,9 @@ t.test('the daemon with driver = "libvirt" on test:///default', async (t) => {
   const configFile = writeDaemonConfig(dir, `[libvirt]\nuri = "test:///default"\nvirsh = "${VIRSH}"\npool = "default-pool"\nip_range = "192.168.122.100-192.168.122.110"`, 'driver = "libvirt"\nup_probe = "none"')
   const daemon = await startDaemonProcess(t, configFile)
   const key = readFileSync(join(dir, 'data', 'api-key'), 'utf8').trim()
-  const vm = (...args: string[]) => runCli(['vm', '--url', daemon.url, '--key', key, ...args])
+  const vm = (...args: string[]) => runVm(['vm', '--url', daemon.url, '--key', key, ...args])
   writeFileSync(join(dir, 'db.toml'), 'name = "db"\ndomains = ["db.example.com->5432"]\ncpus = 2\nram = "1G"\n')
-  const created = await vm('create', join(dir, 'db.toml'))
+  const created = await runCli(['vm', '--url', daemon.url, '--key', key, 'create', join(dir, 'db.toml')])
   t.equal(created.code, 0, created.stderr)
   t.match(created.stdout, '192.168.122.100')
   const routes = JSON.parse(readFileSync(join(dir, 'routes.json'), 'utf8'))
