@@ -7,7 +7,7 @@
 import type { Logger } from './log.ts'
 import type { ProxyNotifier, SignalOutcome } from './notify.ts'
 import type { Registry } from './registry.ts'
-import { renderRouteFile, routesFor, writeFileAtomic } from './route-writer.ts'
+import { removeStaleTempFiles, renderRouteFile, routesFor, writeFileAtomic } from './route-writer.ts'
 
 /** What publishing did, for the API answer. */
 export interface PublishReport {
@@ -39,6 +39,10 @@ export function createPublisher (options: { registry: Registry, routesFile: stri
       try {
         text = renderRouteFile(routes)
         if (!force && text === last) return Promise.resolve({ routes: routes.length, written: false, signal: { status: 'unchanged' } })
+        if (force) {
+          const stale = removeStaleTempFiles(routesFile)
+          if (stale.length > 0) log.warn('removed temp files of an interrupted route write', { files: stale })
+        }
         writeFileAtomic(routesFile, text)
       } catch (err) {
         return Promise.reject(err)

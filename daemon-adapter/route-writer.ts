@@ -5,13 +5,35 @@
  * fsync, rename over the old file, fsync of the directory. The proxy therefore only
  * ever reads a whole file that it accepts.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { parseRouteFileText, serializeRouteTable } from '../proxy/route-table.ts'
 import type { RouteJson } from '../proxy/route-table.ts'
 import { AdapterError } from './errors.ts'
 import type { Revision } from './registry.ts'
+
+/** The temp files `writeFileAtomic` makes for `file` are named `.<name>.<pid>.<hex>.tmp`. */
+function tempName (file: string): string {
+  return join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+}
+
+/**
+ * Removes temp files a killed writer left beside `file` (call at start, when no other
+ * write of ours is in flight).
+ * @returns the names removed
+ */
+export function removeStaleTempFiles (file: string): string[] {
+  const prefix = `.${basename(file)}.`
+  let names: string[]
+  try {
+    names = readdirSync(dirname(file)).filter((n) => n.startsWith(prefix) && n.endsWith('.tmp'))
+  } catch {
+    return []
+  }
+  for (const name of names) rmSync(join(dirname(file), name), { force: true })
+  return names
+}
 
 function targetUrl (address: string, port: number): string {
   return `http://${address.includes(':') ? `[${address}]` : address}:${port}`
@@ -64,7 +86,7 @@ export function readRouteFile (file: string): string | undefined {
  */
 export function writeFileAtomic (file: string, text: string): void {
   const dir = dirname(file)
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const tmp = tempName(file)
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 })
     const fd = openSync(tmp, 'wx', 0o644)

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createKeyChecker, hashKey, loadApiKeys, readClientKey } from '../../daemon-adapter/api-keys.ts'
-import { runCli, runVm, startDaemonProcess, tempDir, writeDaemonConfig } from './daemon-process.ts'
+import { spawn } from 'node:child_process'
+import { CLI, NODE, runCli, runVm, startDaemonProcess, tempDir, until, writeDaemonConfig } from './daemon-process.ts'
 
 async function freePort (): Promise<number> {
   const server = createServer()
@@ -174,9 +175,35 @@ t.test('daemon + vm client end to end', async (t) => {
   t.notMatch(readFileSync(join(dir, 'routes.json'), 'utf8'), 'app.example.com')
   t.equal((await runVm(['vm', 'info', 'app'], env)).code, 1)
 
+  // Delete on a terminal asks first (a pty from util-linux `script`).
+  const onTty = async (answer: string): Promise<{ code: number | null, out: string }> => {
+    const q = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`
+    const command = [NODE, CLI, 'vm', 'delete', 'json', '--url', daemon.url, '--key', key].map(q).join(' ')
+    const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+    child.stdin.end(answer + '\n')
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    return { code, out }
+  }
+  const declined = await onTty('n')
+  t.match(declined.out, 'Delete VM "json" (json.example.com)? Its routes go at once. [y/N]')
+  t.match(declined.out, 'not deleted')
+  t.equal(declined.code, 1)
+  t.equal((await runVm(['vm', 'info', 'json'], env)).code, 0, 'still there after "n"')
+  const confirmed = await onTty('y')
+  t.equal(confirmed.code, 0, confirmed.out)
+  t.match(confirmed.out, 'deleted VM "json"')
+  t.equal((await runVm(['vm', 'info', 'json'], env)).code, 1, 'gone after "y"')
+
+  // SIGHUP to the daemon rewrites the route file from the registry.
+  writeFileSync(join(dir, 'routes.json'), 'garbage')
+  daemon.child.kill('SIGHUP')
+  await until('the route file is rewritten', () => readFileSync(join(dir, 'routes.json'), 'utf8').includes('clash.example.com'), 5000)
+
   // Restart: the registry persisted.
   t.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM stops the daemon with exit 0')
   const again = await startDaemonProcess(t, configFile)
   const after = await runVm(['vm', 'list'], { VMFRONT_URL: again.url, VMFRONT_KEY: key })
-  t.same(after.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['clash', 'json'])
+  t.same(after.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['clash'])
 })

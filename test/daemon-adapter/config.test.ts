@@ -96,3 +96,17 @@ t.test('vmfront daemon exits 2 naming the file and key', async (t) => {
   t.equal(missing.code, 2)
   t.match(missing.stderr, 'missing.toml')
 })
+
+t.test('the shipped examples are valid', async (t) => {
+  const { readdirSync, readFileSync } = await import('node:fs')
+  const { parseVmDefinitionText } = await import('../../daemon-adapter/vm-definition.ts')
+  const examples = join(import.meta.dirname, '../../examples')
+  const daemon = loadDaemonConfig(join(examples, 'daemon.toml'))
+  t.equal(daemon.listen.port, 8686)
+  const vms = readdirSync(examples).filter((f) => /^vm-.*\.toml$/.test(f))
+  t.ok(vms.length >= 2)
+  for (const file of vms) {
+    const driver = file.includes('libvirt') ? 'libvirt' : 'static'
+    t.doesNotThrow(() => parseVmDefinitionText(readFileSync(join(examples, file), 'utf8'), file, { driver, defaultNetwork: 'default' }), file)
+  }
+})

@@ -6,7 +6,7 @@ import t from 'tap'
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseRouteFileText } from '../../proxy/route-table.ts'
-import { renderRouteFile, routesFor, writeFileAtomic } from '../../daemon-adapter/route-writer.ts'
+import { removeStaleTempFiles, renderRouteFile, routesFor, writeFileAtomic } from '../../daemon-adapter/route-writer.ts'
 import type { Revision } from '../../daemon-adapter/registry.ts'
 import { parseVmDefinitionText } from '../../daemon-adapter/vm-definition.ts'
 import { runCli, tempDir } from './daemon-process.ts'
@@ -66,4 +66,14 @@ t.test('atomic write: whole file, mode 0644, no temp file left, directory create
   t.throws(() => writeFileAtomic(join(blocked, 'routes.json.d'), 'new\n'), { code: 'ROUTES_WRITE_FAILED', message: /routes\.json\.d/ })
   t.same(readdirSync(blocked).sort(), ['routes.json', 'routes.json.d'])
   t.equal(readFileSync(join(blocked, 'routes.json'), 'utf8'), 'old\n')
+})
+
+t.test('temp files of a killed writer are removed', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'routes.json')
+  writeFileAtomic(file, 'x\n')
+  writeFileSync(join(dir, '.routes.json.4242.deadbeef.tmp'), 'half')
+  writeFileSync(join(dir, 'other.tmp'), 'not ours')
+  t.same(removeStaleTempFiles(file), ['.routes.json.4242.deadbeef.tmp'])
+  t.same(readdirSync(dir).sort(), ['other.tmp', 'routes.json'])
 })
