@@ -135,6 +135,8 @@ export function resolveCertOptions (options: CertManagerOptions): ResolvedCertOp
     }
     if (splitPemCertificates(caPem).length === 0) throw invalid('acme.ca_file', `${caFile} holds no PEM certificate`)
   }
+  const email = acme.email ?? ''
+  if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email)) throw invalid('acme.email', `not an e-mail address: ${JSON.stringify(email)}`)
   const renewRatio = options.renewRatio ?? 1 / 3
   if (!(renewRatio > 0 && renewRatio < 1)) throw invalid('renewRatio', `must be between 0 and 1, got ${renewRatio}`)
   const keyType = options.keyType ?? 'ec-p256'
@@ -147,7 +149,7 @@ export function resolveCertOptions (options: CertManagerOptions): ResolvedCertOp
     acme: Object.freeze({
       enabled: acme.enabled === true,
       directoryUrl,
-      email: acme.email ?? '',
+      email,
       caFile,
       caPem,
       profile: acme.profile ?? ''

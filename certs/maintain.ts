@@ -9,6 +9,8 @@ import type { CachedCert } from './cache.ts'
 import type { DomainState, ManagerContext } from './domain-state.ts'
 import type { OrderRunner } from './orders.ts'
 
+const FIRST_TICK_MAX_DELAY_MS = 10_000
+
 /** The loop's controls. */
 export interface Maintenance {
   start (): void
@@ -56,7 +58,15 @@ export function createMaintenance (ctx: ManagerContext, runner: OrderRunner): Ma
       const cert = ctx.cache.acme.get(domain)
       if (!ctx.allowed(domain)) {
         // No longer routed: keep serving what we have until it expires, but never renew it.
-        if (cert === undefined) ctx.domains.delete(domain)
+        // Once expired it is dropped from memory (its expiry series disappears from metrics);
+        // the files stay, and a VM that comes back gets a fresh certificate at its first handshake.
+        if (cert === undefined) {
+          ctx.domains.delete(domain)
+        } else if (now >= cert.info.notAfter.getTime()) {
+          ctx.changeCertificates([domain], () => { ctx.cache.acme.delete(domain) })
+          ctx.domains.delete(domain)
+          ctx.log.info('expired certificate of a domain no longer allowed dropped from memory', { domain })
+        }
         continue
       }
       if (st.retryAt > now) continue
@@ -92,7 +102,9 @@ export function createMaintenance (ctx: ManagerContext, runner: OrderRunner): Ma
 
   return {
     start () {
-      if (timer === undefined && !running) schedule(0)
+      // The first pass waits a little (at most 10 s) so the host can load what its policy reads
+      // (the route table) first; handshakes are served and trigger orders meanwhile.
+      if (timer === undefined && !running) schedule(Math.min(ctx.opts.maintenanceIntervalMs, FIRST_TICK_MAX_DELAY_MS))
     },
     stop () {
       if (timer !== undefined) clearTimeout(timer)

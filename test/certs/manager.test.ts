@@ -127,6 +127,7 @@ t.test('options are validated once, naming the key', async (t) => {
     [{ acme: { ...base.acme, directoryUrl: 'letsencrypt-prod' } }, /acme.directory_url: not a URL/],
     [{ acme: { ...base.acme, caFile: '/nonexistent/ca.pem' } }, /acme.ca_file: cannot read/],
     [{ renewRatio: 1 }, /renewRatio/],
+    [{ acme: { ...base.acme, email: 'not an address' } }, /acme.email/],
     [{ backoffBaseMs: -1 }, /backoffBaseMs/],
     [{ storageDir: '' }, /storageDir/]
   ]

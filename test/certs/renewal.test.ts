@@ -86,4 +86,8 @@ t.test('a certificate the policy no longer allows is not renewed', async (t) => 
   await pollUntil(() => policyCalls.filter((c) => c > renewAt).length >= 2, 15_000, 'maintenance ticks after renewAt')
   t.same(ev.orders.map((e) => e.reason), ['ensure'], 'only the first order, no renewal')
   t.equal(statusSerial(m, 'gone.test'), serial, 'the current certificate stays until it expires')
+  await pollUntil(() => ev.certificates.some((c) => c.removed), 15_000, 'expired certificate dropped')
+  t.same(ev.certificates.map((c) => [c.domain, c.source, c.removed]), [['gone.test', 'acme', false], ['gone.test', 'acme', true]], 'removal event once expired')
+  t.equal(m.status().find((r) => r.domain === 'gone.test'), undefined, 'no longer listed')
+  t.same(ev.orders.map((e) => e.reason), ['ensure'], 'still no order')
 })
