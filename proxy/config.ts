@@ -11,6 +11,7 @@ import { parse as parseToml } from 'smol-toml'
 import { checkTable, type ListenAddress, type TableSpec } from './config-schema.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { LOG_LEVELS, type LogLevel } from './log.ts'
+import { parseRateProfiles, type RateProfile } from './rate-profile.ts'
 
 /** The checked, frozen configuration of one proxy process. */
 export interface ProxyConfig {
@@ -50,8 +51,10 @@ export interface ProxyConfig {
   readonly limits: { readonly maxHeaderBytes: number, readonly maxRequestsPerConnection: number }
   readonly log: { readonly level: LogLevel, readonly access: boolean }
   readonly errorPages: { readonly template: string }
-  /** The `[[rate_profile]]` tables as written; proxy/rate-limit checks them. */
-  readonly rateProfiles: readonly unknown[]
+  /** The `[[rate_profile]]` tables, checked; always has "default". */
+  readonly rateProfiles: readonly RateProfile[]
+  /** Non-fatal findings (logged at start). */
+  readonly warnings: readonly string[]
 }
 
 const TOP: TableSpec = {
@@ -152,11 +155,12 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   const s: Record<string, Record<string, unknown>> = {}
   for (const [name, spec] of Object.entries(SECTIONS)) s[name] = checkTable(doc[name], spec, name, problems)
 
-  let rateProfiles: unknown[] = []
-  if (doc.rate_profile !== undefined) {
-    if (!Array.isArray(doc.rate_profile)) problems.push({ path: 'rate_profile', message: 'must be an array of tables ([[rate_profile]])' })
-    else rateProfiles = doc.rate_profile
-  }
+  let rateProfiles: readonly RateProfile[] = []
+  const warnings: string[] = []
+  const profiles = parseRateProfiles(doc.rate_profile)
+  for (const w of profiles.warnings) warnings.push(`${w.path}: ${w.message}`)
+  if (profiles.ok) rateProfiles = profiles.profiles
+  else problems.push(...profiles.problems)
 
   const chain = s.chain
   if (chain.mode !== 'none') {
@@ -208,7 +212,8 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
     limits: { maxHeaderBytes: s.limits.max_header_bytes as number, maxRequestsPerConnection: s.limits.max_requests_per_connection as number },
     log: { level: s.log.level as LogLevel, access: s.log.access as boolean },
     errorPages: { template: path(s.error_pages.template) },
-    rateProfiles
+    rateProfiles,
+    warnings
   }
   return deepFreeze(config)
 }

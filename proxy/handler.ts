@@ -16,6 +16,7 @@ import type { WebSocketProxy } from './websocket.ts'
 import type { Logger } from './log.ts'
 import type { AccessLog } from './access-log.ts'
 import { resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
+import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 
 /** Holds the router being served; reloads replace `router` in one assignment. */
@@ -30,9 +31,6 @@ export interface ActiveRequest {
   domain: string
   client: string
 }
-
-/** Admission by the rate limiter; see proxy/rate-limit.ts. */
-export type AdmitFn = (ip: string, entry: RouteEntry, res: ClientResponse, go: (release: () => void) => void, refuse: (reason: string) => void) => void
 
 /** Forwards a chained domain's request to its child (parent mode). */
 export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void) => void
@@ -52,7 +50,8 @@ export interface HandlerDeps {
   challenge?: (req: IncomingMessage, res: ClientResponse) => boolean
   /** Whether a request comes from an authenticated chain parent (child mode). */
   fromChainParent?: (req: ClientRequest) => boolean
-  admit?: AdmitFn
+  /** Per-client-IP rate limiting by the route's profile. */
+  limiter?: RateLimiter
   chainForward?: ChainForwardFn
   active: Set<ActiveRequest>
 }
@@ -128,8 +127,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         deps.logger.warn('upstream failed', { domain: entry.domain, reason: outcome.failure, status: outcome.status, err: outcome.error })
         sendError(res, outcome.status)
       }
-      const forward = (release?: () => void): void => {
-        if (release !== undefined) res.once('close', release)
+      const forward = (): void => {
         if (entry.chain !== undefined && deps.chainForward !== undefined) {
           deps.chainForward(req, res, entry, client, onError)
           return
@@ -142,13 +140,19 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         forwarder.forward(req, res, target.origin, path, upstreamHeaders(req.rawHeaders, client, req.headers.connection), onError)
       }
 
-      if (deps.admit === undefined) {
+      if (deps.limiter === undefined) {
         forward()
         return
       }
-      deps.admit(client.clientIp, entry, res, forward, (reason) => {
-        deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile: entry.profile, reason })
-        sendError(res, 429, { 'retry-after': '1' })
+      const limiter = deps.limiter
+      admitRequest(limiter, client.clientIp, entry.profile, res, forward, (refusal: Refusal) => {
+        const profile = limiter.profile(entry.profile).name
+        metrics.rateLimited.inc({ profile })
+        deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile, reason: refusal.reason })
+        sendError(res, 429, { 'retry-after': String(Math.max(1, Math.ceil(refusal.retryAfterSec))) })
+      }, (err: unknown) => {
+        deps.logger.error('request handler failed', { err })
+        sendError(res, 500)
       })
     } catch (err) {
       deps.logger.error('request handler failed', { err })

@@ -25,6 +25,8 @@ import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
+import { createRateLimiter } from './rate-limit.ts'
+import { isUnlimited } from './rate-profile.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -77,13 +79,16 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
   })
   const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  const limiter = createRateLimiter({ profiles: config.rateProfiles })
+  metrics.rateTrackedIps = () => limiter.snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
+  for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
   let chain: ChainRuntime | undefined
   const reloader = createRouteReloader({
     file: config.routesFile,
     holder,
     logger,
     metrics,
-    hasProfile: (name) => name === 'default' || config.rateProfiles.some((p) => (p as { name?: unknown }).name === name),
+    hasProfile: (name) => limiter.hasProfile(name),
     chainEntries: () => chain?.entries() ?? []
   })
 
@@ -99,7 +104,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     accessLog: config.log.access ? createAccessLog(sink) : undefined,
     trustedProxies,
     httpsPort: undefined,
-    active
+    active,
+    limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter
   }
   const listenerOptions = {
     requestHeadersMs: config.timeouts.requestHeadersMs,
@@ -115,7 +121,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     active,
     connections: () => Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])),
     routes: () => reloader.status(),
-    chain: () => chain?.status()
+    chain: () => chain?.status(),
+    rateLimits: () => limiter.snapshot()
   }
   const dump = async (): Promise<string> => {
     const file = await writeDump(config.dataDir, dumpSources)
@@ -130,6 +137,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     reload: reloader.status(),
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: active.size,
+    rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: [],
     chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
   })
@@ -213,6 +221,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     exampleBackend?.close()
     exampleBackend?.closeAllConnections()
     websockets.close()
+    limiter.close()
     await forwarder.close().catch(() => {})
     removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })

@@ -30,12 +30,14 @@ export interface ProxyMetrics {
   readonly routeReloads: Counter<'result'>
   readonly lastReloadSuccessful: Gauge
   readonly lastReloadSuccessTimestamp: Gauge
-  readonly rateLimited: Counter<'profile' | 'reason'>
+  readonly rateLimited: Counter<'profile'>
   readonly certificateExpiry: Gauge<'domain'>
   readonly acmeOrders: Counter<'result'>
   readonly chainChildren: Gauge
   readonly chainSessionResets: Counter<'child'>
   readonly chainAuthFailures: Counter
+  /** Set by main: per-profile counts of client IPs with rate-limit state. */
+  rateTrackedIps: () => Array<{ profile: string, ips: number }>
 }
 
 /** Creates the registry and every metric. One per proxy process (no globals). */
@@ -116,13 +118,25 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   routeReloads.inc({ result: 'failure' }, 0)
   const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers })
   const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers })
-  const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile, by profile and reason.', labelNames: ['profile', 'reason'] as const, registers })
+  const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile (the reason is in the log).', labelNames: ['profile'] as const, registers })
   const certificateExpiry = new Gauge({ name: 'vmfront_certificate_expiry_timestamp_seconds', help: 'When the certificate served for a domain expires (Unix time).', labelNames: ['domain'] as const, registers })
   const acmeOrders = new Counter({ name: 'vmfront_acme_orders_total', help: 'ACME certificate orders, by result.', labelNames: ['result'] as const, registers })
   acmeOrders.inc({ result: 'success' }, 0)
   acmeOrders.inc({ result: 'failure' }, 0)
   const chainChildren = new Gauge({ name: 'vmfront_chain_children', help: 'Chain children with a live lease (parent).', registers })
   const chainSessionResets = new Counter({ name: 'vmfront_chain_session_resets_total', help: 'HTTP/2 sessions to a chain child torn down and replaced (parent).', labelNames: ['child'] as const, registers })
+  const state = { rateTrackedIps: (): Array<{ profile: string, ips: number }> => [] }
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_rate_limit_tracked_ips',
+    help: 'Client IPs holding rate-limit state, by profile (idle state expires).',
+    labelNames: ['profile'] as const,
+    registers,
+    collect () {
+      this.reset()
+      for (const { profile, ips } of state.rateTrackedIps()) this.set({ profile }, ips)
+    }
+  })
   const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
 
   return {
@@ -140,6 +154,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     acmeOrders,
     chainChildren,
     chainSessionResets,
-    chainAuthFailures
+    chainAuthFailures,
+    get rateTrackedIps () { return state.rateTrackedIps },
+    set rateTrackedIps (fn) { state.rateTrackedIps = fn }
   }
 }

@@ -13,7 +13,7 @@ async function openWebSocket (port: number, host: string): Promise<{ socket: net
   const socket = net.connect(port, '127.0.0.1')
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
   socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${createHash('sha1').update('k').digest('base64').slice(0, 22)}==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
-  let buf = Buffer.alloc(0)
+  let buf: Buffer = Buffer.alloc(0)
   let waiting: ((b: Buffer) => void) | undefined
   socket.on('data', (c: Buffer) => { buf = Buffer.concat([buf, c]); waiting?.(buf) })
   await new Promise<void>((resolve) => { waiting = (b) => { const end = b.indexOf('\r\n\r\n'); if (end !== -1) { buf = b.subarray(end + 4); waiting = undefined; resolve() } }; waiting(buf) })
