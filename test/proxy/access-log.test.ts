@@ -1,0 +1,21 @@
+// The hand-built access-log line is valid JSON whatever the client sends.
+import t from 'tap'
+import { createAccessLog } from '../../proxy/access-log.ts'
+import type { ClientRequest } from '../../proxy/forward.ts'
+
+t.test('access-log lines are valid JSON with escaped client strings', async (t) => {
+  const lines: string[] = []
+  const log = createAccessLog({ write: (l) => lines.push(l), flush: () => {} })
+  const req = { method: 'GET', url: '/a"b\\c\u0001\u00e9?q=<x>', httpVersion: '1.1', headers: { host: 'h"ost' } } as unknown as ClientRequest
+  log.write(req, 200, 0.0123456, 'app.test', '203.0.113.1', undefined)
+  log.write({ ...req, headers: {} } as unknown as ClientRequest, 502, 1, '_unknown', '::1', 'refused')
+  const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.equal(a.path, '/a"b\\c\u0001\u00e9?q=<x>')
+  t.equal(a.host, 'h"ost')
+  t.equal(a.status, 200)
+  t.equal(a.duration_ms, 12.346)
+  t.equal(a.msg, 'access')
+  t.ok(!Number.isNaN(Date.parse(a.time as string)))
+  t.equal(b.host, null)
+  t.equal(b.upstream_error, 'refused')
+})
