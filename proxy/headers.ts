@@ -93,17 +93,24 @@ function firstToken (value: string): string {
 export function upstreamHeaders (rawHeaders: readonly string[], client: ClientInfo, connection: string | undefined): string[] {
   const named = connectionTokens(connection)
   const out: string[] = []
+  let authority: string | undefined
+  let sawHost = false
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]
-    // HTTP/2 pseudo-headers (":authority"...) are not HTTP/1.1 headers.
-    if (name.charCodeAt(0) === 58 /* : */) continue
+    // HTTP/2 pseudo-headers (":authority"...) are not HTTP/1.1 headers; :authority becomes Host.
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = rawHeaders[i + 1]
+      continue
+    }
     const lower = name.toLowerCase()
+    if (lower === 'host') sawHost = true
     if (HOP_BY_HOP_HEADERS.has(lower) || FORWARDING_HEADERS.has(lower) || lower === CHAIN_AUTH_HEADER) continue
     // The client already got its 100 Continue from us; the body follows.
     if (lower === 'expect') continue
     if (named.length > 0 && named.includes(lower)) continue
     out.push(name, rawHeaders[i + 1])
   }
+  if (!sawHost && authority !== undefined) out.push('host', authority)
   out.push(
     'x-forwarded-for', client.forwardedFor,
     'x-forwarded-proto', client.proto,

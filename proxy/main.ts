@@ -25,6 +25,7 @@ import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
+import { CertError, createCertManager } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
 import { isUnlimited } from './rate-profile.ts'
 
@@ -57,6 +58,15 @@ function removePidFile (file: string): void {
   try {
     if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file)
   } catch { /* already gone */ }
+}
+
+function createCertManagerOrFail (options: Parameters<typeof createCertManager>[0]): ReturnType<typeof createCertManager> {
+  try {
+    return createCertManager(options)
+  } catch (err) {
+    if (err instanceof CertError) throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
+    throw err
+  }
 }
 
 /** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
@@ -92,6 +102,22 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     chainEntries: () => chain?.entries() ?? []
   })
 
+  const certs = createCertManagerOrFail({
+    storageDir: config.dataDir,
+    acme: { enabled: config.acme.enabled, directoryUrl: config.acme.directoryUrl, email: config.acme.email, caFile: config.acme.caFile === '' ? undefined : config.acme.caFile, profile: config.acme.profile },
+    extraCertsFile: config.tls.extraCertsFile === '' ? undefined : config.tls.extraCertsFile,
+    // Never order for an arbitrary SNI name: only for domains we route (chained ones included).
+    policy: (domain) => holder.router.has(domain) || (chain?.ownHosts?.().includes(domain) ?? false),
+    logger: logger.child({ component: 'certs' })
+  })
+  certs.on('order', (e) => {
+    metrics.acmeOrders.inc({ result: e.result })
+  })
+  certs.on('certificate', (e) => {
+    if (e.removed) metrics.certificateExpiry.remove({ domain: e.domain })
+    else metrics.certificateExpiry.set({ domain: e.domain }, Math.floor(e.notAfter.getTime() / 1000))
+  })
+
   const listeners: ManagedListener[] = []
   const ports: Record<string, number> = {}
   const deps: HandlerDeps = {
@@ -105,6 +131,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     trustedProxies,
     httpsPort: undefined,
     active,
+    challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
     limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter
   }
   const listenerOptions = {
@@ -138,7 +165,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: active.size,
     rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
-    certificates: [],
+    certificates: certs.status(),
     chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
   })
 
@@ -151,8 +178,14 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       deps.fromChainParent = chain.fromParent
       reloader.rebuild()
     }
+    await certs.start()
     if (config.listen.https !== undefined) {
-      logger.warn('https listener not available yet in this build', { address: config.listen.https })
+      const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
+      const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
+      ports.https = await listener.listen(config.listen.https)
+      listeners.push(listener)
+      // redirect_to_https needs the port the https listener really got
+      deps.httpsPort = ports.https
     }
     if (config.listen.http !== undefined) {
       const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
@@ -171,12 +204,16 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       })
     }
   } catch (err) {
+    await certs.stop().catch(() => {})
     for (const l of listeners) l.destroyAll()
     for (const l of listeners) l.stopAccepting()
     admin?.close()
     exampleBackend?.close()
     sink.flush()
     const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (err instanceof CertError && (err.code === 'CERTS_EXTRA_INVALID' || err.code === 'CERTS_EXTRA_UNREADABLE' || err.code === 'CERTS_CONFIG_INVALID')) {
+      throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
+    }
     throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
       ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
       : `start-up failed: ${e.message}`, { cause: err })
@@ -222,6 +259,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     exampleBackend?.closeAllConnections()
     websockets.close()
     limiter.close()
+    await certs.stop().catch(() => {})
     await forwarder.close().catch(() => {})
     removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
@@ -243,6 +281,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   const reload = async (): Promise<unknown> => {
     const result = await reloader.reload('SIGHUP')
+    await certs.loadExtraCerts().catch((err: unknown) => {
+      logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })
+    })
     await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })
     return result
   }

@@ -19,6 +19,8 @@ export interface ChainRuntime {
   forward?: ChainForwardFn
   /** Child: whether a request comes from the authenticated parent. */
   fromParent?: (req: ClientRequest) => boolean
+  /** Parent: host names of its own (the chain API's host) that may get certificates. */
+  ownHosts?: () => string[]
   /** For /status and the diagnostic dump. */
   status (): unknown
   /** SIGHUP: a child re-registers its (new) routes. */
