@@ -202,6 +202,9 @@ export function createAcmeIssuer (opts: AcmeIssuerOptions): Issuer {
       const res = await s.http.request(`${dir.renewalInfo.replace(/\/+$/, '')}/${certId}`, 'get')
       if (res.status !== 200) throw new CertError('CERTS_ARI_INVALID', `renewalInfo for ${certId} answered HTTP ${res.status}`)
       return parseRenewalInfo(res.data, res.headers['retry-after'], Date.now())
+    },
+    close () {
+      agent.destroy()
     }
   }
 }

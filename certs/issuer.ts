@@ -34,6 +34,8 @@ export interface Issuer {
    * offers no renewalInfo endpoint. @throws on network or CA errors
    */
   renewalInfo (certId: string): Promise<RenewalWindow | undefined>
+  /** Releases connections (called by the manager's stop()). */
+  close? (): void
 }
 
 /** A newOrder payload (RFC 8555 §7.4, plus `profile` from draft-ietf-acme-profiles and `replaces` from RFC 9773). */

@@ -221,6 +221,7 @@ export function createCertManager (options: CertManagerOptions): CertManager {
       stopped = true
       maintenance.stop()
       await runner.settle()
+      issuer?.close?.()
     },
     status () {
       const now = Date.now()

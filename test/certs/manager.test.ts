@@ -26,7 +26,8 @@ function make (t: { teardown: (fn: () => unknown) => void }, extra: Partial<Cert
 }
 
 t.test('failed orders back off per domain and never hammer the CA', async (t) => {
-  const { m, issuer } = make(t)
+  // Backoff long enough (0.75-1.5 s) that the checks below run inside it even on a loaded machine.
+  const { m, issuer } = make(t, { backoffBaseMs: 1500, backoffMaxMs: 3000 })
   const ev = recordEvents(m)
   await m.start()
   issuer.fail = new Error('rateLimited: too many failed authorizations')
@@ -45,7 +46,7 @@ t.test('failed orders back off per domain and never hammer the CA', async (t) =>
   t.equal(issuer.calls.length, 1, 'no order during the backoff, not even from handshakes')
 
   issuer.fail = undefined
-  await pollUntil(() => Date.now() > Date.parse(row?.retryAt ?? ''), 2000, 'end of backoff')
+  await pollUntil(() => Date.now() > Date.parse(row?.retryAt ?? ''), 5000, 'end of backoff')
   await handshake(port, 'fail.test')
   const ok = await ev.waitForOrder((e) => e.result === 'success')
   t.equal(ok.reason, 'on-demand')

@@ -222,7 +222,17 @@ export async function startPebble (opts: PebbleOptions): Promise<Pebble> {
     }, readyTimeoutMs, `pebble at ${directoryUrl}\n${output}`)
   }
 
+  // If the test process dies without running its teardown, do not leave CA processes behind.
+  const killOnExit = (): void => {
+    for (const child of [pebbleProc, chall]) {
+      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        try { process.kill(child.pid, 'SIGKILL') } catch { /* already gone */ }
+      }
+    }
+  }
+  process.on('exit', killOnExit)
   const stopAll = async (): Promise<void> => {
+    process.off('exit', killOnExit)
     await Promise.all([killAndWait(pebbleProc), killAndWait(chall)])
     rmSync(dir, { recursive: true, force: true })
   }
