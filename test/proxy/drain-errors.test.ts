@@ -76,3 +76,18 @@ t.test('GET /debug/dump writes a private dump file', async (t) => {
   const { file } = await res.body.json() as { file: string }
   t.equal(statSync(file).mode & 0o777, 0o600)
 })
+
+t.test('a VM that does not answer in time gets 504, counted as a timeout', async (t) => {
+  const vm = await startBackend(t, () => { /* never answers */ })
+  const proxy = await startProxyProcess(t, {
+    routes: routesDoc([{ domain: 'slow.test', target: vm.origin }]),
+    toml: '[timeouts]\nupstream_response = "500ms"'
+  })
+  const started = Date.now()
+  const res = await request(`http://127.0.0.1:${proxy.ports.http}/`, { headers: { host: 'slow.test' } })
+  t.equal(res.statusCode, 504)
+  t.match(await res.body.text(), /504/)
+  t.ok(Date.now() - started < 3000, 'answered soon after the upstream response timeout')
+  const m = await proxy.metrics()
+  t.match(m, /vmfront_upstream_errors_total\{domain="slow.test",reason="timeout"\} 1/)
+})
