@@ -40,6 +40,8 @@ export interface ProxyOptions {
   /** Replace the [listen] section. */
   listen?: string
   topLevel?: string
+  /** Reuse a data_dir (restarts); default: a fresh one. */
+  dataDir?: string
   env?: NodeJS.ProcessEnv
 }
 
@@ -60,7 +62,7 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
   if (options.routes !== undefined) writeFileSync(routesFile, JSON.stringify(options.routes))
   const configFile = join(dir, 'proxy.toml')
   writeFileSync(configFile, [
-    `data_dir = ${JSON.stringify(join(dir, 'data'))}`,
+    `data_dir = ${JSON.stringify(options.dataDir ?? join(dir, 'data'))}`,
     `routes_file = ${JSON.stringify(routesFile)}`,
     `pid_file = ${JSON.stringify(pidFile)}`,
     options.topLevel ?? '',

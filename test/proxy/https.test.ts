@@ -36,7 +36,7 @@ t.test('https: h2 and http/1.1 by ALPN, with the Host the client asked for', asy
   })
 
   await t.test('HTTP/1.1 client over TLS, and the self-signed fallback completes the handshake', async (t) => {
-    const alpn = await new Promise<string | false>((resolve, reject) => {
+    const alpn = await new Promise<string | false | null>((resolve, reject) => {
       const s = tls.connect({ port: httpsPort, host: '127.0.0.1', servername: 'secure.test', ALPNProtocols: ['http/1.1'], rejectUnauthorized: false }, () => { resolve(s.alpnProtocol); s.destroy() })
       s.on('error', reject)
     })
