@@ -148,8 +148,8 @@ enabled = false
 name = "default"
 concurrent_max_requests = 100000
 concurrent_overflow_timeout = "2s"
-limit_burst_requests = 100000000
-limit_requests_per_second = 100000000
+limit_burst_requests = 1000000
+limit_requests_per_second = 1000000
 limit_max_delay = "0s"
 ${chainSection}`
 }
