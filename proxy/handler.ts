@@ -35,6 +35,9 @@ export interface ActiveRequest {
 /** Forwards a chained domain's request to its child (parent mode). */
 export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void) => void
 
+/** Forwards a WebSocket (HTTP/1.1 upgrade) for a chained domain to its child (parent mode); `done` is called once. */
+export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void) => void
+
 export interface HandlerDeps {
   routes: RouterHolder
   forwarder: Forwarder
@@ -53,6 +56,7 @@ export interface HandlerDeps {
   /** Per-client-IP rate limiting by the route's profile. */
   limiter?: RateLimiter
   chainForward?: ChainForwardFn
+  chainUpgrade?: ChainUpgradeFn
   active: Set<ActiveRequest>
 }
 
@@ -105,7 +109,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       }
       active.domain = entry.domain
       const peer = req.socket?.remoteAddress ?? ''
-      const trusted = trustedProxies.matches(peer) || (deps.fromChainParent !== undefined && deps.fromChainParent(req))
+      const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
+      const trusted = fromParent || trustedProxies.matches(peer)
       const client = resolveClient(peer, trusted, req.headers, scheme, host ?? entry.domain, trustedProxies)
       active.client = client.clientIp
       const route = entry.route
@@ -140,7 +145,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         forwarder.forward(req, res, target.origin, path, upstreamHeaders(req.rawHeaders, client, req.headers.connection), onError)
       }
 
-      if (deps.limiter === undefined) {
+      // SPEC §7: a chained request was rate limited once, at the parent.
+      if (deps.limiter === undefined || fromParent) {
         forward()
         return
       }
@@ -187,15 +193,24 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
       return
     }
     const route = entry.route
-    if (route.target === undefined || entry.chain !== undefined) {
-      // Redirect routes and chained domains do not take upgrades on this path.
+    const chainUpgrade = entry.chain !== undefined ? deps.chainUpgrade : undefined
+    if (chainUpgrade === undefined && (route.target === undefined || entry.chain !== undefined)) {
+      // Redirect routes do not take upgrades; chained domains only through chainUpgrade.
       refuse(route.redirectTo !== undefined ? 404 : 502, entry.domain)
       return
     }
     const peer = req.socket.remoteAddress ?? ''
     const trusted = trustedProxies.matches(peer) || (deps.fromChainParent !== undefined && deps.fromChainParent(req))
     const client = resolveClient(peer, trusted, req.headers, scheme, host ?? entry.domain, trustedProxies)
-    deps.websockets.upgrade(req, socket, head, route.target.origin, client, (status, failure) => {
+    if (chainUpgrade !== undefined) {
+      chainUpgrade(req, socket, head, entry, client, (status, failure) => {
+        if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure, child: entry.chain?.child })
+        finish(entry.domain, status, failure)
+      })
+      return
+    }
+    const target = route.target!
+    deps.websockets.upgrade(req, socket, head, target.origin, client, (status, failure) => {
       if (failure !== undefined) deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
       finish(entry.domain, status, failure)
     })

@@ -172,10 +172,15 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   try {
     if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     await reloader.reload('start')
-    chain = await startChain({ config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() } })
+    chain = await startChain({
+      config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() },
+      // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
+      tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
+    })
     if (chain !== undefined) {
       deps.chainForward = chain.forward
       deps.fromChainParent = chain.fromParent
+      deps.chainUpgrade = chain.upgrade
       reloader.rebuild()
     }
     await certs.start()
@@ -189,6 +194,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     }
     if (config.listen.http !== undefined) {
       const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
+      // A chain child also speaks h2c here, for its parent.
+      chain?.attachListener?.(listener.server as http.Server)
       ports.http = await listener.listen(config.listen.http)
       listeners.push(listener)
     }

@@ -2,14 +2,25 @@
  * @module proxy/chain
  * Parent/child chaining (SPEC §7): the runtime main.ts starts when chain.mode is
  * "parent" or "child". This is the one entry point main.ts uses.
+ *
+ * - parent (parent.ts): the chain API on parent_url, the registry of children
+ *   with leases (saved in data_dir), and HTTP/2 forwarding of chained domains
+ *   over pooled sessions with a PING keepalive that tears dead sessions down.
+ * - child (child.ts): registration and renewal at the parent, h2c on the plain
+ *   listener, and recognition of the authenticated parent's requests.
  */
+import type http from 'node:http'
+import type { SecureContext } from 'node:tls'
 import type { ProxyConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { ProxyMetrics } from '../metrics.ts'
 import type { RouteEntry } from '../router.ts'
 import type { RouteTable } from '../route-table.ts'
-import type { ChainForwardFn } from '../handler.ts'
+import type { ChainForwardFn, ChainUpgradeFn } from '../handler.ts'
 import type { ClientRequest } from '../forward.ts'
+import { startParent } from './parent.ts'
+import { startChild } from './child.ts'
+
 
 /** What main.ts needs from the chain, whichever the mode. */
 export interface ChainRuntime {
@@ -17,10 +28,20 @@ export interface ChainRuntime {
   entries (): Iterable<RouteEntry>
   /** Parent: forwards a chained domain's request to its child over HTTP/2. */
   forward?: ChainForwardFn
+  /** Parent: forwards a WebSocket (HTTP/1.1 upgrade) for a chained domain to its child. */
+  upgrade?: ChainUpgradeFn
+  /**
+   * Host names of its own that may get certificates: a parent's https:// chain
+   * API host, a child's https:// child_url host (IP addresses never).
+   */
+  ownHosts?: () => string[]
   /** Child: whether a request comes from the authenticated parent. */
   fromParent?: (req: ClientRequest) => boolean
-  /** Parent: host names of its own (the chain API's host) that may get certificates. */
-  ownHosts?: () => string[]
+  /**
+   * Child: called with the plain HTTP listener's server before it listens, so it
+   * also accepts h2c (HTTP/2 prior knowledge) from the parent.
+   */
+  attachListener?: (server: http.Server) => void
   /** For /status and the diagnostic dump. */
   status (): unknown
   /** SIGHUP: a child re-registers its (new) routes. */
@@ -39,10 +60,18 @@ export interface ChainDeps {
   routeTable: () => RouteTable
   /** Called when the set of chained domains changes (parent): main rebuilds the router. */
   onEntriesChanged: () => void
+  /**
+   * Parent with an https:// parent_url: the chain API's certificate (from the
+   * certificate manager). Without it such a parent does not start its API.
+   */
+  tls?: { key: string, cert: string, SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void }
 }
 
 /** Starts the chain runtime for the configured mode; undefined for mode "none". */
 export async function startChain (deps: ChainDeps): Promise<ChainRuntime | undefined> {
-  if (deps.config.chain.mode === 'none') return undefined
-  throw new Error(`chain.mode "${deps.config.chain.mode}" is not implemented yet`)
+  switch (deps.config.chain.mode) {
+    case 'none': return undefined
+    case 'parent': return await startParent(deps)
+    case 'child': return await startChild(deps)
+  }
 }

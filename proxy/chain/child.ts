@@ -1,0 +1,176 @@
+/**
+ * @module proxy/chain/child
+ * The child side of chaining: registers this proxy's domains with the parent at
+ * start, renews every lease_ttl/3 (the parent's value, learnt from its answer),
+ * re-registers on SIGHUP and deregisters at shutdown. Start-up never waits for
+ * the parent: while it is unreachable the child serves its own traffic and keeps
+ * retrying with backoff. It also recognises requests from the authenticated
+ * parent (fromParent) and serves h2c to it on the plain HTTP listener.
+ */
+import type http from 'node:http'
+import { isIP } from 'node:net'
+import { CHAIN_AUTH_HEADER } from '../headers.ts'
+import type { ChainDeps, ChainRuntime } from './index.ts'
+import { createChainAuth } from './auth.ts'
+import { DomainConflictError, type DomainConflict } from './errors.ts'
+import { attachH2c, type H2cAttachment } from './h2c-sniff.ts'
+import { createParentClient } from './parent-client.ts'
+import type { ChainDomain } from './schema.ts'
+
+/** First retry delay after a failed registration; doubles up to the cap. */
+const RETRY_START_MS = 250
+
+/** Starts the child runtime; the first registration runs in the background. */
+export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
+  const { config, metrics } = deps
+  const chain = config.chain
+  const logger = deps.logger.child({ chain: 'child' })
+  const auth = createChainAuth(chain.psk)
+  const client = createParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
+  const childUrl = new URL(chain.childUrl).origin
+
+  let leaseTtlMs = chain.leaseTtlMs
+  let registered = false
+  let lastRegisteredAt: number | undefined
+  let nextAttemptAt: number | undefined
+  let failures = 0
+  let lastError: string | undefined
+  let refused: DomainConflict[] = []
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<void> | undefined
+  let again = false
+  let stopping = false
+  let h2c: H2cAttachment | undefined
+
+  const retryCapMs = (): number => Math.min(30_000, Math.max(1000, leaseTtlMs / 3))
+
+  function schedule (ms: number): void {
+    clearTimeout(timer)
+    if (stopping) return
+    nextAttemptAt = Date.now() + ms
+    timer = setTimeout(() => { void registerNow('renew') }, ms)
+    timer.unref()
+  }
+
+  function ownDomains (): ChainDomain[] {
+    return deps.routeTable().routes.map((r) => (r.rateProfile === undefined ? { domain: r.domain } : { domain: r.domain, rateProfile: r.rateProfile }))
+  }
+
+  async function attempt (reason: string): Promise<void> {
+    let domains = ownDomains()
+    refused = []
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        const answer = await client.register(chain.name, childUrl, domains)
+        const first = !registered || failures > 0
+        registered = true
+        leaseTtlMs = answer.leaseTtlMs
+        lastRegisteredAt = Date.now()
+        failures = 0
+        lastError = undefined
+        const log = first || reason === 'SIGHUP' || reason === 'start' ? logger.info : logger.debug
+        log('chain registered with parent', { parent: chain.parentUrl, name: chain.name, child_url: childUrl, reason, domains: answer.domains.length, lease_ttl_ms: leaseTtlMs })
+        schedule(Math.max(100, Math.floor(leaseTtlMs / 3)))
+        return
+      } catch (err) {
+        if (err instanceof DomainConflictError && tries === 0) {
+          // Keep the lease on the domains nobody else owns; report the others.
+          refused = [...err.conflicts]
+          logger.error('chain domains refused by the parent: owned elsewhere', { name: chain.name, conflicts: refused })
+          const taken = new Set(refused.map((c) => c.domain))
+          domains = domains.filter((d) => !taken.has(d.domain))
+          continue
+        }
+        failures++
+        lastError = (err as Error).message
+        const delay = Math.min(retryCapMs(), RETRY_START_MS * 2 ** Math.min(failures - 1, 16)) * (0.8 + Math.random() * 0.4)
+        // The first failure, then one line in ten: an unreachable parent must not flood the log.
+        if (failures === 1 || failures % 10 === 0) {
+          logger.warn('chain registration failed: retrying', { parent: chain.parentUrl, name: chain.name, reason, failures, retry_ms: Math.round(delay), err })
+        }
+        schedule(delay)
+        return
+      }
+    }
+  }
+
+  /** Registers now; one attempt at a time, a request meanwhile runs once more after it. */
+  function registerNow (reason: string): Promise<void> {
+    if (stopping) return Promise.resolve()
+    if (running !== undefined) {
+      again = true
+      return running
+    }
+    clearTimeout(timer)
+    running = attempt(reason).finally(() => {
+      running = undefined
+      if (again && !stopping) {
+        again = false
+        void registerNow(reason)
+      }
+    })
+    return running
+  }
+
+  // Not awaited: the proxy serves its own traffic whatever the parent does.
+  setImmediate(() => { void registerNow('start') })
+
+  const childHost = new URL(chain.childUrl).hostname
+  return {
+    entries: () => [],
+    // An https:// child_url is served by the https listener: its host needs a certificate.
+    ownHosts: () => (chain.childUrl.startsWith('https:') && childHost !== 'localhost' && isIP(childHost.replace(/^\[|\]$/g, '')) === 0 ? [childHost] : []),
+    fromParent (req): boolean {
+      const value = req.headers[CHAIN_AUTH_HEADER]
+      if (value === undefined) return false
+      if (auth.checkForwardToken(value)) return true
+      metrics.chainAuthFailures.inc()
+      return false
+    },
+    attachListener (server: http.Server): void {
+      h2c = attachH2c(server, {
+        maxConcurrentStreams: chain.maxConcurrentStreams,
+        maxHeaderBytes: config.limits.maxHeaderBytes,
+        firstBytesTimeoutMs: config.timeouts.requestHeadersMs,
+        logger
+      })
+    },
+    status: () => ({
+      role: 'child',
+      name: chain.name,
+      parent_url: chain.parentUrl,
+      child_url: childUrl,
+      registered,
+      lease_ttl_seconds: leaseTtlMs / 1000,
+      last_registered_at: lastRegisteredAt === undefined ? undefined : new Date(lastRegisteredAt).toISOString(),
+      next_attempt_at: nextAttemptAt === undefined ? undefined : new Date(nextAttemptAt).toISOString(),
+      failures,
+      last_error: lastError,
+      refused_domains: refused,
+      h2c_sessions: h2c?.sessions() ?? 0
+    }),
+    reload: () => registerNow('SIGHUP'),
+    async beginShutdown (): Promise<void> {
+      stopping = true
+      clearTimeout(timer)
+      await running
+      if (registered) {
+        try {
+          await client.deregister(chain.name)
+          logger.info('chain deregistered from parent', { parent: chain.parentUrl, name: chain.name })
+        } catch (err) {
+          logger.warn('chain deregistration failed: the parent drops us when the lease ends', { parent: chain.parentUrl, name: chain.name, err })
+        }
+        registered = false
+      }
+      // GOAWAY: the parent finishes what is in flight and opens nothing new here.
+      h2c?.closeAll()
+    },
+    async stop (): Promise<void> {
+      stopping = true
+      clearTimeout(timer)
+      h2c?.destroyAll()
+      await client.close()
+    }
+  }
+}

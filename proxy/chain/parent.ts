@@ -1,0 +1,232 @@
+/**
+ * @module proxy/chain/parent
+ * The parent side of chaining: the registry of children with its lease sweep and
+ * its file in data_dir, the chain API server on parent_url, the router entries of
+ * chained domains, and one session pool per child for forwarding.
+ */
+import http from 'node:http'
+import https from 'node:https'
+import { isIP } from 'node:net'
+import { join } from 'node:path'
+import { getRequestListener } from '@hono/node-server'
+import type { RouteEntry } from '../router.ts'
+import type { Route, RouteTable } from '../route-table.ts'
+import type { ChainDeps, ChainRuntime } from './index.ts'
+import { createChainApi } from './api.ts'
+import { createChainAuth } from './auth.ts'
+import { ChainError, DomainConflictError } from './errors.ts'
+import { createChainForwarder } from './h2-forward.ts'
+import { createChildPool, type ChildPool } from './h2-pool.ts'
+import { createRegistrationStore } from './persist.ts'
+import { createChildRegistry, type ChildRecord } from './registry.ts'
+import { createChainUpgrade } from './ws-forward.ts'
+
+/** The registrations file in data_dir. */
+export const REGISTRATIONS_FILE = 'chain-children.json'
+
+/** Where the chain API listens: parent_url's host when it is an address, else every interface. */
+export function apiListenAddress (parentUrl: string): { host: string, port: number, tls: boolean } {
+  const url = new URL(parentUrl)
+  const tls = url.protocol === 'https:'
+  const port = url.port === '' ? (tls ? 443 : 80) : Number(url.port)
+  const bare = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  // A DNS name (the parent's public name) is served on all interfaces: binding
+  // to whatever it resolves to at start would break on an address change.
+  const literal = /^[0-9.]+$/.test(bare) || bare.includes(':') || bare === 'localhost'
+  return { host: literal ? bare : '0.0.0.0', port, tls }
+}
+
+/** Starts the parent runtime: restores saved children, then listens for the API. */
+export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
+  const { config, logger: baseLogger, metrics } = deps
+  const chain = config.chain
+  const logger = baseLogger.child({ chain: 'parent' })
+  const auth = createChainAuth(chain.psk)
+  const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger)
+  const profiles = new Set(['default', ...config.rateProfiles.map((p) => (p as { name?: unknown }).name).filter((n): n is string => typeof n === 'string')])
+
+  // The parent's own domains, recomputed only when the route table object changes.
+  let seenTable: RouteTable | undefined
+  let ownDomains = new Set<string>()
+  const parentServes = (domain: string): boolean => {
+    const table = deps.routeTable()
+    if (table !== seenTable) {
+      seenTable = table
+      ownDomains = new Set(table.routes.map((r) => r.domain))
+    }
+    return ownDomains.has(domain)
+  }
+  const registry = createChildRegistry({ leaseTtlMs: chain.leaseTtlMs, parentServes })
+  const pools = new Map<string, ChildPool>()
+  let entries: RouteEntry[] = []
+
+  function poolFor (name: string): ChildPool | undefined {
+    const record = registry.get(name)
+    if (record === undefined) return undefined
+    let pool = pools.get(name)
+    if (pool === undefined || pool.url !== record.url) {
+      pool?.close()
+      pool = createChildPool({
+        child: name,
+        url: record.url,
+        logger,
+        pingIntervalMs: chain.pingIntervalMs,
+        pingTimeoutMs: chain.pingTimeoutMs,
+        connectTimeoutMs: chain.connectTimeoutMs,
+        idleTimeoutMs: chain.idleTimeoutMs,
+        maxConcurrentStreams: chain.maxConcurrentStreams,
+        onReset: (child) => { metrics.chainSessionResets.inc({ child }) }
+      })
+      pools.set(name, pool)
+    }
+    return pool
+  }
+
+  function dropPool (name: string, force: boolean): void {
+    const pool = pools.get(name)
+    if (pool === undefined) return
+    pools.delete(name)
+    pool.close(force)
+  }
+
+  /** Rebuilds the router entries of chained domains and tells main to swap the router. */
+  function changed (): void {
+    const next: RouteEntry[] = []
+    for (const child of registry.children()) {
+      for (const d of child.domains) {
+        const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: false, rateProfile: d.rateProfile })
+        next.push(Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: d.rateProfile !== undefined && profiles.has(d.rateProfile) ? d.rateProfile : 'default' }))
+      }
+    }
+    entries = next
+    metrics.chainChildren.set(registry.size)
+    void store.save(registry.children())
+    deps.onEntriesChanged()
+  }
+
+  const restored = registry.restore(await store.load(), Date.now())
+  if (restored.length > 0) {
+    logger.info('chain registrations restored', { children: restored.map((c) => ({ name: c.name, url: c.url, domains: c.domains.length })) })
+  }
+  entries = []
+  changed()
+
+  const sweepMs = Math.min(5000, Math.max(100, Math.floor(chain.leaseTtlMs / 10)))
+  const sweepTimer = setInterval(function sweepLeases () {
+    const expired = registry.sweep(Date.now())
+    if (expired.length === 0) return
+    for (const child of expired) {
+      logger.warn('chain lease expired: routes dropped', { child: child.name, url: child.url, domains: child.domains.map((d) => d.domain), renewed_at: new Date(child.renewedAt).toISOString() })
+      dropPool(child.name, false)
+    }
+    changed()
+  }, sweepMs)
+  sweepTimer.unref()
+
+  const childStatus = (c: ChildRecord): Record<string, unknown> => ({
+    name: c.name,
+    url: c.url,
+    domains: c.domains.map((d) => d.domain),
+    registered_at: new Date(c.registeredAt).toISOString(),
+    renewed_at: new Date(c.renewedAt).toISOString(),
+    lease_expires_at: new Date(c.expiresAt).toISOString(),
+    session: pools.get(c.name)?.status() ?? { health: 'up', connected: false, sessions: 0, streams: 0, resets: 0 }
+  })
+  const status = (): Record<string, unknown> => ({
+    role: 'parent',
+    api: chain.parentUrl,
+    lease_ttl_seconds: chain.leaseTtlMs / 1000,
+    keepalive: { ping_interval_ms: chain.pingIntervalMs, ping_timeout_ms: chain.pingTimeoutMs, connect_timeout_ms: chain.connectTimeoutMs, idle_timeout_ms: chain.idleTimeoutMs, max_concurrent_streams: chain.maxConcurrentStreams },
+    children: registry.children().map(childStatus)
+  })
+
+  const app = createChainApi({
+    auth,
+    logger,
+    onAuthFailure: () => { metrics.chainAuthFailures.inc() },
+    register (request, peer) {
+      let outcome
+      try {
+        outcome = registry.register(request, Date.now())
+      } catch (err) {
+        if (err instanceof DomainConflictError) logger.warn('chain registration refused: domain conflict', { child: request.name, peer, conflicts: err.conflicts })
+        throw err
+      }
+      const { record, previous } = outcome
+      if (previous !== undefined && previous.url !== record.url) {
+        logger.info('chain child moved: replacing its registration', { child: record.name, from: previous.url, to: record.url })
+        dropPool(record.name, false)
+      }
+      if (outcome.changed) {
+        logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, lease_ttl_ms: chain.leaseTtlMs })
+        changed()
+      } else {
+        logger.debug('chain lease renewed', { child: record.name })
+      }
+      // A child that registers is alive: a pool waiting to probe it may try now.
+      pools.get(record.name)?.probeNow()
+      return { leaseTtlMs: chain.leaseTtlMs, domains: record.domains }
+    },
+    deregister (name, peer) {
+      const record = registry.deregister(name)
+      if (record === undefined) return false
+      logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length })
+      dropPool(name, false)
+      changed()
+      return true
+    },
+    conflicts: (name, domains) => registry.conflicts(name, domains),
+    status
+  })
+
+  const listen = apiListenAddress(chain.parentUrl)
+  let server: http.Server | https.Server | undefined
+  if (listen.tls && deps.tls === undefined) {
+    // main.ts passes the certificate manager's TLS; an embedding without it gets no https API.
+    logger.error('chain API not started: an https:// parent_url needs TLS options (deps.tls)', { parent_url: chain.parentUrl })
+  } else {
+    const listener = getRequestListener(app.fetch)
+    const serverOptions = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }
+    server = listen.tls
+      ? https.createServer({ ...serverOptions, ...deps.tls!, minVersion: 'TLSv1.2' }, listener)
+      : http.createServer(serverOptions, listener)
+    const s = server
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject)
+      s.listen(listen.port, listen.host, () => { s.off('error', reject); resolve() })
+    }).catch((err: unknown) => {
+      throw new ChainError('CHAIN_API_UNAVAILABLE', `chain API cannot listen on ${listen.host}:${listen.port} (chain.parent_url): ${(err as Error).message}`, { cause: err })
+    })
+    logger.info('chain API listening', { parent_url: chain.parentUrl, host: listen.host, port: listen.port })
+  }
+
+  const forward = createChainForwarder({
+    pool: poolFor,
+    forwardToken: auth.forwardToken,
+    responseTimeoutMs: config.timeouts.upstreamResponseMs,
+    idleTimeoutMs: config.timeouts.upstreamIdleMs
+  })
+  const upgrade = createChainUpgrade({ forwardToken: auth.forwardToken, connectTimeoutMs: chain.connectTimeoutMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+
+  const apiHost = new URL(chain.parentUrl).hostname
+  return {
+    entries: () => entries,
+    ownHosts: () => (listen.tls && apiHost !== 'localhost' && isIP(apiHost.replace(/^\[|\]$/g, '')) === 0 ? [apiHost] : []),
+    forward,
+    upgrade,
+    status,
+    async reload (): Promise<void> {
+      // The parent's own routes may now shadow chained domains: reload.ts logs each one.
+    },
+    async beginShutdown (): Promise<void> {
+      // Children keep their registrations (saved on disk) across a parent restart.
+      server?.close()
+    },
+    async stop (): Promise<void> {
+      clearInterval(sweepTimer)
+      for (const name of [...pools.keys()]) dropPool(name, true)
+      server?.closeAllConnections()
+      await store.save(registry.children())
+    }
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * @module proxy/chain/persist
+ * Saves the parent's chain registrations in data_dir so a restarted parent serves
+ * chained domains at once (their leases restart on load). Writes are atomic
+ * (temp file, fsync, rename, mode 0600) and serialised: a burst of changes ends
+ * with the last state on disk, never a half-written file.
+ */
+import { open, readFile, rename, unlink } from 'node:fs/promises'
+import type { Logger } from '../log.ts'
+import type { ChildRecord } from './registry.ts'
+import { parseChildName, parseChildUrl, parseRegisterRequest } from './schema.ts'
+
+/** The file's format version. */
+const FORMAT_VERSION = 1
+
+/** What is saved of a child: no lease times (a lease restarts on load). */
+export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt'>
+
+export interface RegistrationStore {
+  /** Reads the saved children; a missing file is an empty list, a corrupt one is logged and ignored. */
+  load (): Promise<SavedChild[]>
+  /** Schedules a save of `children` (coalesced); resolves once it is on disk. */
+  save (children: readonly ChildRecord[]): Promise<void>
+}
+
+/** Creates the store for `file` (e.g. `<data_dir>/chain-children.json`). */
+export function createRegistrationStore (file: string, logger: Logger): RegistrationStore {
+  let writing: Promise<void> = Promise.resolve()
+  let pending: readonly ChildRecord[] | undefined
+  let pendingDone: Promise<void> | undefined
+
+  async function write (children: readonly ChildRecord[]): Promise<void> {
+    const doc = {
+      version: FORMAT_VERSION,
+      children: children.map((c) => ({
+        name: c.name,
+        child_url: c.url,
+        registered_at: new Date(c.registeredAt).toISOString(),
+        domains: c.domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
+      }))
+    }
+    const tmp = `${file}.${process.pid}.tmp`
+    const handle = await open(tmp, 'w', 0o600)
+    try {
+      await handle.writeFile(JSON.stringify(doc, null, 2) + '\n')
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    try {
+      await rename(tmp, file)
+    } catch (err) {
+      await unlink(tmp).catch(() => {})
+      throw err
+    }
+  }
+
+  return {
+    async load (): Promise<SavedChild[]> {
+      let text: string
+      try {
+        text = await readFile(file, 'utf8')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') logger.error('chain registrations unreadable: starting with none', { file, err })
+        return []
+      }
+      try {
+        const doc = JSON.parse(text) as { version?: unknown, children?: unknown }
+        if (doc.version !== FORMAT_VERSION || !Array.isArray(doc.children)) throw new Error(`not a version ${FORMAT_VERSION} registrations file`)
+        return doc.children.map((c: Record<string, unknown>, i: number) => {
+          // The register schema checks the saved fields like a live request.
+          const parsed = parseRegisterRequest({ name: parseChildName(c.name, `children[${i}].name`), child_url: parseChildUrl(c.child_url, `children[${i}].child_url`), domains: c.domains })
+          const at = Date.parse(String(c.registered_at))
+          return { name: parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt: Number.isFinite(at) ? at : Date.now() }
+        })
+      } catch (err) {
+        logger.error('chain registrations file corrupt: starting with none', { file, err })
+        return []
+      }
+    },
+    save (children): Promise<void> {
+      pending = children
+      // One write at a time; changes arriving meanwhile share the next write.
+      pendingDone ??= writing.then(async () => {
+        const next = pending!
+        pending = undefined
+        pendingDone = undefined
+        await write(next)
+      })
+      writing = pendingDone.catch((err: unknown) => { logger.error('saving chain registrations failed', { file, err }) })
+      return writing
+    }
+  }
+}

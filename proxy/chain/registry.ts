@@ -1,0 +1,159 @@
+/**
+ * @module proxy/chain/registry
+ * The parent's table of chain children and the domains each one owns, with
+ * leases. Pure and synchronous: no timers, no I/O (the parent runtime drives the
+ * clock, persistence and sessions), so every rule is testable with plain numbers.
+ *
+ * Rules:
+ * - a child is identified by its name; registering again replaces its URL and
+ *   domain list and renews its lease;
+ * - a domain owned by another child, or by the parent's own route file, is a
+ *   conflict, and a registration with any conflict changes nothing (all or
+ *   nothing) — except that a domain this child already holds is never a conflict,
+ *   so a renewal cannot fail because the parent's file gained one of its domains
+ *   later (the file's route wins in the router, and that is logged there);
+ * - a child whose lease has run out is dropped by `sweep`.
+ */
+import { DomainConflictError, type DomainConflict } from './errors.ts'
+import type { ChainDomain, RegisterRequest } from './schema.ts'
+
+/** The owner reported for a domain of the parent's own route file. */
+export const PARENT_OWNER = '(parent)'
+
+/** One registered child. Replaced whole on every change (never mutated). */
+export interface ChildRecord {
+  readonly name: string
+  /** The origin the parent forwards to (http:// → h2c, https:// → h2 over TLS). */
+  readonly url: string
+  readonly domains: readonly ChainDomain[]
+  /** First registration under this name and URL (ms since epoch). */
+  readonly registeredAt: number
+  readonly renewedAt: number
+  readonly expiresAt: number
+}
+
+/** What a registration changed, for the runtime to act on. */
+export interface RegisterOutcome {
+  readonly record: ChildRecord
+  /** The child's previous record, when it had one. */
+  readonly previous: ChildRecord | undefined
+  /** True when the URL or the domain set changed (routes must be rebuilt and saved). */
+  readonly changed: boolean
+}
+
+export interface ChildRegistry {
+  /** Registers or renews; throws DomainConflictError (and changes nothing) on a conflict. */
+  register (request: RegisterRequest, now: number): RegisterOutcome
+  /** Removes a child; returns its record, or undefined if it was unknown. */
+  deregister (name: string): ChildRecord | undefined
+  /** The conflicts `name` would meet registering `domains` (empty when none). */
+  conflicts (name: string, domains: readonly string[]): DomainConflict[]
+  /** Drops every child whose lease ended at or before `now`; returns them. */
+  sweep (now: number): ChildRecord[]
+  /** Restores saved children with fresh leases (start-up); conflicting domains are skipped. */
+  restore (records: readonly Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt'>[], now: number): ChildRecord[]
+  get (name: string): ChildRecord | undefined
+  /** Children sorted by name. */
+  children (): ChildRecord[]
+  readonly size: number
+}
+
+export interface RegistryOptions {
+  leaseTtlMs: number
+  /** Whether the parent's own route file serves a domain. */
+  parentServes: (domain: string) => boolean
+}
+
+function sameDomains (a: readonly ChainDomain[], b: readonly ChainDomain[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].domain !== b[i].domain || a[i].rateProfile !== b[i].rateProfile) return false
+  }
+  return true
+}
+
+/** Creates an empty registry. */
+export function createChildRegistry (options: RegistryOptions): ChildRegistry {
+  const children = new Map<string, ChildRecord>()
+  const owners = new Map<string, string>()
+
+  function conflicts (name: string, domains: readonly string[]): DomainConflict[] {
+    const found: DomainConflict[] = []
+    for (const domain of domains) {
+      const owner = owners.get(domain)
+      if (owner === name) continue
+      if (owner !== undefined) found.push({ domain, owner })
+      else if (options.parentServes(domain)) found.push({ domain, owner: PARENT_OWNER })
+    }
+    return found
+  }
+
+  function put (record: ChildRecord): void {
+    const previous = children.get(record.name)
+    if (previous !== undefined) for (const d of previous.domains) owners.delete(d.domain)
+    children.set(record.name, record)
+    for (const d of record.domains) owners.set(d.domain, record.name)
+  }
+
+  function remove (name: string): ChildRecord | undefined {
+    const record = children.get(name)
+    if (record === undefined) return undefined
+    children.delete(name)
+    for (const d of record.domains) {
+      if (owners.get(d.domain) === name) owners.delete(d.domain)
+    }
+    return record
+  }
+
+  return {
+    register (request, now): RegisterOutcome {
+      const found = conflicts(request.name, request.domains.map((d) => d.domain))
+      if (found.length > 0) throw new DomainConflictError(found)
+      const previous = children.get(request.name)
+      const domains = [...request.domains].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))
+      const sameUrl = previous !== undefined && previous.url === request.childUrl
+      const changed = !sameUrl || !sameDomains(previous.domains, domains)
+      const record: ChildRecord = Object.freeze({
+        name: request.name,
+        url: request.childUrl,
+        domains: changed ? Object.freeze(domains.map((d) => Object.freeze({ ...d }))) : previous!.domains,
+        registeredAt: sameUrl ? previous.registeredAt : now,
+        renewedAt: now,
+        expiresAt: now + options.leaseTtlMs
+      })
+      put(record)
+      return { record, previous, changed }
+    },
+    deregister: remove,
+    conflicts,
+    sweep (now): ChildRecord[] {
+      const expired: ChildRecord[] = []
+      for (const record of children.values()) {
+        if (record.expiresAt <= now) expired.push(record)
+      }
+      for (const record of expired) remove(record.name)
+      return expired
+    },
+    restore (records, now): ChildRecord[] {
+      const restored: ChildRecord[] = []
+      for (const saved of records) {
+        if (children.has(saved.name)) continue
+        const free = saved.domains.filter((d) => !owners.has(d.domain))
+        const record: ChildRecord = Object.freeze({
+          name: saved.name,
+          url: saved.url,
+          domains: Object.freeze(free.map((d) => Object.freeze({ ...d }))),
+          registeredAt: saved.registeredAt,
+          renewedAt: now,
+          expiresAt: now + options.leaseTtlMs
+        })
+        put(record)
+        restored.push(record)
+      }
+      return restored
+    },
+    get: (name) => children.get(name),
+    children: () => [...children.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
+    get size () { return children.size }
+  }
+}
