@@ -112,6 +112,13 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     return running
   }
 
+  const target = new URL(chain.childUrl)
+  if (target.protocol === 'http:' && config.listen.http === undefined) {
+    logger.warn('chain child_url is http:// but listen.http is disabled: h2c is served only there, so the parent cannot reach this child', { child_url: childUrl })
+  } else if (target.protocol === 'http:' && config.listen.http !== undefined && Number(target.port || 80) !== config.listen.http.port && config.listen.http.port !== 0) {
+    logger.info('chain child_url port differs from listen.http (fine behind port forwarding)', { child_url: childUrl, listen_http: config.listen.http.port })
+  }
+
   // Not awaited: the proxy serves its own traffic whatever the parent does.
   setImmediate(() => { void registerNow('start') })
 

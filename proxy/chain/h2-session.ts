@@ -169,6 +169,8 @@ export function openChildSession (id: number, origin: string, options: SessionOp
   session.on('frameError', () => { /* stream-level: reported on the stream */ })
   session.once('close', () => {
     clearTimers()
+    // A live session that ends with no GOAWAY either way lost its connection (the child died).
+    if (failure === undefined && state === 'ready') failure = new ChainError('CHAIN_SESSION_CLOSED', 'connection closed without GOAWAY')
     state = 'closed'
     events.onClosed(handle, failure)
   })
