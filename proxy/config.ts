@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parse as parseToml } from 'smol-toml'
 import { checkTable, type ListenAddress, type TableSpec } from './config-schema.ts'
@@ -174,7 +174,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   if (problems.length > 0) throw new FileInvalidError('CONFIG_INVALID', file, problems)
   const base = dirname(resolve(file === '<embedded default>' ? PACKAGE_ROOT + '/x' : file))
   const path = (p: unknown): string => (p === '' ? '' : resolve(base, p as string))
-  const hostName = (): string => process.env.HOSTNAME ?? 'vmfront-child'
+  const hostName = (): string => process.env.HOSTNAME ?? hostname()
 
   const config: ProxyConfig = {
     file,

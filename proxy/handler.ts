@@ -18,6 +18,7 @@ import type { AccessLog } from './access-log.ts'
 import { resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
 import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
+import { createLogThrottle } from './log-throttle.ts'
 
 /** Holds the router being served; reloads replace `router` in one assignment. */
 export interface RouterHolder {
@@ -64,6 +65,8 @@ export interface HandlerDeps {
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {
   const { metrics, errorPages, forwarder, trustedProxies } = deps
   const unknown = metrics.domain(UNKNOWN_DOMAIN)
+  // A dead VM under load would otherwise log one line per request.
+  const upstreamLog = createLogThrottle(1000)
   const httpsSuffix = deps.httpsPort === undefined || deps.httpsPort === 443 ? '' : `:${deps.httpsPort}`
 
   function sendError (res: ClientResponse, status: number, extra?: Record<string, string>): void {
@@ -129,7 +132,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         failure = outcome.failure
         outcomeStatus = outcome.status
         if (outcome.failure === 'client_abort') return
-        deps.logger.warn('upstream failed', { domain: entry.domain, reason: outcome.failure, status: outcome.status, err: outcome.error })
+        const suppressed = upstreamLog.admit(`${entry.domain} ${outcome.failure ?? ''}`)
+        if (suppressed >= 0) deps.logger.warn('upstream failed', { domain: entry.domain, reason: outcome.failure, status: outcome.status, err: outcome.error, ...(suppressed > 0 ? { suppressed } : {}) })
         sendError(res, outcome.status)
       }
       const forward = (): void => {
