@@ -16,11 +16,14 @@ export type ProxyErrorCode =
   | 'PROXY_UNAVAILABLE'
   | 'USAGE'
 
-/** Base class: a stable `code`, an optional HTTP `status`, and a `cause`. */
-export class ProxyError extends Error {
-  readonly code: ProxyErrorCode
+/**
+ * Base class: a stable `code`, an optional HTTP `status`, and a `cause`. Sub-areas
+ * (chain/) extend it with their own code union.
+ */
+export class ProxyError<Code extends string = ProxyErrorCode> extends Error {
+  readonly code: Code
   readonly status: number | undefined
-  constructor (code: ProxyErrorCode, message: string, options: { status?: number, cause?: unknown } = {}) {
+  constructor (code: Code, message: string, options: { status?: number, cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'ProxyError'
     this.code = code

@@ -71,10 +71,14 @@ export function classifyUpstreamError (err: Error & { code?: string }): { status
   }
 }
 
-/** Writes the response head for HTTP/1.1 or HTTP/2 clients. */
-function writeHead (res: ClientResponse, status: number, message: string | undefined, headers: string[]): void {
+/**
+ * Writes the response head for HTTP/1.1 clients (flat header list, reason phrase
+ * kept) or HTTP/2 clients (header object; HTTP/2 has no reason phrase).
+ */
+export function writeResponseHead (res: ClientResponse, status: number, headers: string[], message?: string): void {
   if (!('stream' in res)) {
-    (res as ServerResponse).writeHead(status, message ?? '', headers)
+    if (message === undefined) (res as ServerResponse).writeHead(status, headers)
+    else (res as ServerResponse).writeHead(status, message, headers)
     return
   }
   const object: Record<string, string | string[]> = {}
@@ -113,7 +117,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return
     this.started = true
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[]
-    writeHead(this.res, statusCode, statusMessage, downstreamHeaders(raw))
+    writeResponseHead(this.res, statusCode, downstreamHeaders(raw), statusMessage)
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -3,6 +3,7 @@
  * Typed errors of parent/child chaining. Callers check `code`, never the message;
  * `status` is the HTTP status the chain API answers with, where one applies.
  */
+import { ProxyError } from '../errors.ts'
 
 export type ChainErrorCode =
   | 'CHAIN_UNAUTHORIZED'
@@ -17,15 +18,11 @@ export type ChainErrorCode =
   | 'CHAIN_SESSION_CLOSED'
   | 'CHAIN_API_UNAVAILABLE'
 
-/** Base class: a stable `code`, an optional HTTP `status`, and a `cause`. */
-export class ChainError extends Error {
-  readonly code: ChainErrorCode
-  readonly status: number | undefined
+/** A chaining failure; `status` is the HTTP status the chain API answers with, where one applies. */
+export class ChainError extends ProxyError<ChainErrorCode> {
   constructor (code: ChainErrorCode, message: string, options: { status?: number, cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    super(code, message, options)
     this.name = 'ChainError'
-    this.code = code
-    this.status = options.status
   }
 }
 

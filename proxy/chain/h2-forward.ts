@@ -10,9 +10,8 @@
  */
 import http2 from 'node:http2'
 import type { ServerResponse } from 'node:http'
-import type { Http2ServerResponse } from 'node:http2'
 import type { ClientRequest, ClientResponse, ForwardOutcome, UpstreamFailure } from '../forward.ts'
-import { classifyUpstreamError } from '../forward.ts'
+import { classifyUpstreamError, writeResponseHead } from '../forward.ts'
 import { CHAIN_AUTH_HEADER, downstreamHeaders, upstreamHeaders, type ClientInfo } from '../headers.ts'
 import type { ChainForwardFn } from '../handler.ts'
 import type { RouteEntry } from '../router.ts'
@@ -84,23 +83,6 @@ function requestHeaders (req: ClientRequest, client: ClientInfo, entry: RouteEnt
   }
   out[CHAIN_AUTH_HEADER] = token
   return out
-}
-
-/** Writes the response head for HTTP/1.1 or HTTP/2 clients. */
-function writeHead (res: ClientResponse, status: number, headers: string[]): void {
-  if (!('stream' in res)) {
-    (res as ServerResponse).writeHead(status, headers)
-    return
-  }
-  const object: Record<string, string | string[]> = {}
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i].toLowerCase()
-    const prev = object[name]
-    if (prev === undefined) object[name] = headers[i + 1]
-    else if (Array.isArray(prev)) prev.push(headers[i + 1])
-    else object[name] = [prev, headers[i + 1]]
-  }
-  (res as Http2ServerResponse).writeHead(status, object)
 }
 
 /** Flattens an HTTP/2 header object (minus pseudo-headers) into name/value pairs. */
@@ -188,7 +170,7 @@ export function createChainForwarder (options: ChainForwarderOptions): ChainForw
         if (settled || res.destroyed) return
         started = true
         const status = Number(h2headers[':status'])
-        writeHead(res, status, downstreamHeaders(flatResponseHeaders(h2headers)))
+        writeResponseHead(res, status, downstreamHeaders(flatResponseHeaders(h2headers)))
         if (options.idleTimeoutMs > 0) {
           stream.setTimeout(options.idleTimeoutMs, () => {
             stream.close(NGHTTP2_CANCEL)

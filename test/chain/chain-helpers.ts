@@ -7,6 +7,7 @@ import { request } from 'undici'
 import { createLogger, type Logger } from '../../proxy/log.ts'
 import { deadPort } from '../helpers/backend.ts'
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.ts'
+import { followProcess } from '../helpers/process-logs.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -151,49 +152,17 @@ export async function startRelay (t: Teardown, targetPort: number): Promise<Free
  * Starts `vmfront proxy` again on the config of a stopped process (same data_dir,
  * ports as configured): for restart tests. Killed by PID at teardown.
  */
-export async function respawn (t: Teardown, previous: ProxyProcess): Promise<{ ports: Record<string, number>, logs: Array<Record<string, unknown>>, waitForLog: ProxyProcess['waitForLog'], stop: (signal?: NodeJS.Signals) => Promise<number | null> }> {
+export async function respawn (t: Teardown, previous: ProxyProcess): Promise<{ ports: Record<string, number>, logs: Array<Record<string, unknown>>, waitForLog: ProxyProcess['waitForLog'], stop: ProxyProcess['stop'] }> {
   const { spawn } = await import('node:child_process')
   const { join } = await import('node:path')
   const { NODE, CLI } = await import('../helpers/proxy-process.ts')
   const child = spawn(NODE, [CLI, 'proxy', '--config', join(previous.dir, 'proxy.toml')], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const logs: Array<Record<string, unknown>> = []
-  let buffer = ''
-  let stderr = ''
-  const waiters = new Set<() => void>()
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    buffer += chunk
-    let nl
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const line = buffer.slice(0, nl)
-      buffer = buffer.slice(nl + 1)
-      try { logs.push(JSON.parse(line) as Record<string, unknown>) } catch { logs.push({ msg: 'unparsed', line }) }
-    }
-    for (const w of waiters) w()
-  })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const exited = new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  const waitForLog = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000, from = 0): Promise<Record<string, unknown>> => new Promise((resolve, reject) => {
-    const check = (): void => {
-      const found = logs.slice(from).find(pred)
-      if (found !== undefined) { done(); resolve(found) }
-    }
-    const timer = setTimeout(() => { done(); reject(new Error(`timed out waiting for a log line; stderr: ${stderr}`)) }, timeoutMs)
-    const done = (): void => { clearTimeout(timer); waiters.delete(check) }
-    waiters.add(check)
-    check()
-  })
+  const { logs, waitForLog, stop } = followProcess(t, child, 'proxy')
   const started = await waitForLog((l) => l.msg === 'vmfront proxy started', 15_000)
   return {
     ports: started.listeners as Record<string, number>,
     logs,
     waitForLog,
-    async stop (signal: NodeJS.Signals = 'SIGTERM') { child.kill(signal); return await exited }
+    stop
   }
 }

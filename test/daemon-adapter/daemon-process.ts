@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { followProcess } from '../helpers/process-logs.ts'
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
 export const NODE = process.execPath
@@ -54,67 +55,18 @@ export interface DaemonProcess {
 /** Spawns `vmfront daemon --config FILE` and waits for its "listening" log line. */
 export async function startDaemonProcess (t: Teardown, configFile: string, env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
   const child = spawn(NODE, [CLI, 'daemon', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
-  const logs: Record<string, unknown>[] = []
-  const waiters = new Set<() => void>()
-  let stderr = ''
-  let buffer = ''
-  child.stdout?.setEncoding('utf8')
-  child.stdout?.on('data', (chunk: string) => {
-    buffer += chunk
-    let nl
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const line = buffer.slice(0, nl)
-      buffer = buffer.slice(nl + 1)
-      try { logs.push(JSON.parse(line) as Record<string, unknown>) } catch { logs.push({ msg: 'unparsed', line }) }
-    }
-    for (const w of waiters) w()
-  })
-  child.stderr?.setEncoding('utf8')
-  child.stderr?.on('data', (c: string) => { stderr += c })
-  const exited = new Promise<number | string | null>((resolve) => {
-    child.once('exit', (code, signal) => { for (const w of waiters) w(); resolve(code ?? signal) })
-  })
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-
-  function waitForLog (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000, from = 0): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        for (let i = from; i < logs.length; i++) {
-          if (pred(logs[i])) {
-            cleanup()
-            resolve(logs[i])
-            return
-          }
-        }
-        if (child.exitCode !== null || child.signalCode !== null) {
-          cleanup()
-          reject(new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before the awaited log line; stderr: ${stderr}`))
-        }
-      }
-      const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for a daemon log line; last: ${JSON.stringify(logs.slice(-5))}; stderr: ${stderr}`)) }, timeoutMs)
-      const cleanup = (): void => { clearTimeout(timer); waiters.delete(check) }
-      waiters.add(check)
-      check()
-    })
-  }
+  const followed = followProcess(t, child, 'daemon')
+  const { logs, waitForLog } = followed
 
   const listening = await waitForLog((l) => l.msg === 'daemon API listening', 15_000)
   return {
     child,
     url: listening.url as string,
     logs,
-    stderr: () => stderr,
+    stderr: followed.stderr,
     waitForLog,
-    async stop (signal: NodeJS.Signals = 'SIGTERM') {
-      child.kill(signal)
-      return await exited
-    },
-    exited
+    stop: followed.stop,
+    exited: followed.exited
   }
 }
 

@@ -7,6 +7,7 @@ import { mkdtempSync, renameSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { followProcess, type FollowedProcess } from './process-logs.ts'
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
 export const NODE = process.execPath
@@ -22,15 +23,13 @@ export interface ProxyProcess {
   ports: Record<string, number>
   logs: Array<Record<string, unknown>>
   stderr: () => string
-  /** Waits for a log line matching `pred` (searching lines from index `from`). */
-  waitForLog (pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>
+  waitForLog: FollowedProcess['waitForLog']
   writeRoutes (routes: unknown): void
   /** Sends SIGHUP and waits for the reload's outcome line. */
   reload (): Promise<Record<string, unknown>>
   metrics (): Promise<string>
-  /** Sends a signal and waits for exit; resolves to the exit code. */
-  stop (signal?: NodeJS.Signals): Promise<number | null>
-  exited: Promise<number | null>
+  stop: FollowedProcess['stop']
+  exited: FollowedProcess['exited']
 }
 
 export interface ProxyOptions {
@@ -70,55 +69,8 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
     options.toml ?? ''
   ].join('\n') + '\n')
   const child = spawn(NODE, [CLI, 'proxy', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
-  const logs: Array<Record<string, unknown>> = []
-  const waiters = new Set<() => void>()
-  let stderr = ''
-  let buffer = ''
-  child.stdout!.setEncoding('utf8')
-  child.stdout!.on('data', (chunk: string) => {
-    buffer += chunk
-    let nl
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const line = buffer.slice(0, nl)
-      buffer = buffer.slice(nl + 1)
-      try { logs.push(JSON.parse(line) as Record<string, unknown>) } catch { logs.push({ msg: 'unparsed', line }) }
-    }
-    for (const w of waiters) w()
-  })
-  child.stderr!.setEncoding('utf8')
-  child.stderr!.on('data', (c: string) => { stderr += c })
-  const exited = new Promise<number | null>((resolve) => { child.once('exit', (code) => { for (const w of waiters) w(); resolve(code) }) })
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-
-  function waitForLog (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000, from = 0): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        for (let i = from; i < logs.length; i++) {
-          if (pred(logs[i])) {
-            cleanup()
-            resolve(logs[i])
-            return true
-          }
-        }
-        if (child.exitCode !== null || child.signalCode !== null) {
-          cleanup()
-          reject(new Error(`proxy exited (${child.exitCode ?? child.signalCode}) before the awaited log line; stderr: ${stderr}`))
-          return true
-        }
-        return false
-      }
-      const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for a log line; last lines: ${JSON.stringify(logs.slice(-5))}; stderr: ${stderr}`)) }, timeoutMs)
-      const cleanup = (): void => { clearTimeout(timer); waiters.delete(listener) }
-      const listener = (): void => { check() }
-      waiters.add(listener)
-      check()
-    })
-  }
+  const followed = followProcess(t, child, 'proxy')
+  const { logs, waitForLog } = followed
 
   const started = await waitForLog((l) => l.msg === 'vmfront proxy started', 15_000)
   const ports = started.listeners as Record<string, number>
@@ -129,7 +81,7 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
     pidFile,
     ports,
     logs,
-    stderr: () => stderr,
+    stderr: followed.stderr,
     waitForLog,
     writeRoutes (routes: unknown): void {
       writeFileSync(routesFile + '.tmp', typeof routes === 'string' ? routes : JSON.stringify(routes))
@@ -145,11 +97,8 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
       const res = await fetch(`http://127.0.0.1:${ports.admin}/metrics`)
       return await res.text()
     },
-    async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-      child.kill(signal)
-      return await exited
-    },
-    exited
+    stop: followed.stop,
+    exited: followed.exited
   }
 }
 
