@@ -69,8 +69,10 @@ async function runRoutesCommand (args: string[]): Promise<number> {
   const result = parseRouteFileText(text)
   for (const w of result.warnings) process.stderr.write(`${file}: warning: ${w.path}: ${w.message}\n`)
   if (!result.ok) {
-    for (const e of result.errors) process.stderr.write(`${file}: ${e.path}: ${e.message}\n`)
-    return fail(2, `${file}: invalid (${result.errors.length} problem${result.errors.length === 1 ? '' : 's'})`)
+    // The problem list is the command's output (stdout); the verdict goes to stderr.
+    for (const e of result.errors) process.stdout.write(`${file}: ${e.path}: ${e.message}\n`)
+    const n = result.errors.length
+    return fail(2, `${file}: invalid, ${n} problem${n === 1 ? '' : 's'} at ${result.errors.map((e) => e.path).join(', ')}`)
   }
   process.stdout.write(`${file}: valid (${result.table.routes.length} route${result.table.routes.length === 1 ? '' : 's'}, ${result.table.format} format)\n`)
   return 0

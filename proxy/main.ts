@@ -200,7 +200,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready, status, dump }))
+      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, dump }))
       const server = admin
       ports.admin = await new Promise<number>((resolve, reject) => {
         server.once('error', reject)

@@ -58,7 +58,7 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
   const dir = tempDir(t)
   const routesFile = join(dir, 'routes.json')
   const pidFile = join(dir, 'proxy.pid')
-  if (options.routes !== undefined) writeFileSync(routesFile, JSON.stringify(options.routes))
+  if (options.routes !== undefined) writeFileSync(routesFile, typeof options.routes === 'string' ? options.routes : JSON.stringify(options.routes))
   const configFile = join(dir, 'proxy.toml')
   writeFileSync(configFile, [
     `data_dir = ${JSON.stringify(options.dataDir ?? join(dir, 'data'))}`,

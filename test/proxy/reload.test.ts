@@ -88,3 +88,18 @@ t.test('a reload storm under load fails no request', async (t) => {
   t.ok(ok > 100, `${ok} requests succeeded during the storm`)
   t.equal(proxy.child.exitCode, null, 'the proxy is still running')
 })
+
+t.test('an invalid route file at start: serving starts, /healthz says 503 until a good file is loaded', async (t) => {
+  const vm = await startBackend(t)
+  const proxy = await startProxyProcess(t, { routes: '{"version": 1, "routes": [{"domain": "Bad Name"}]}' as unknown })
+  t.ok(proxy.logs.some((l) => l.msg === 'route file problem' && l.path === '$.routes[0].domain'), 'the problem is logged with its path')
+  const health = await request(`http://127.0.0.1:${proxy.ports.admin}/healthz`)
+  t.equal(health.statusCode, 503, 'not healthy without a loaded table')
+  await health.body.dump()
+  t.equal(metricValue(await proxy.metrics(), 'vmfront_route_reloads_total{result="failure"}'), 1)
+  proxy.writeRoutes(routesDoc([{ domain: 'a.test', target: vm.origin }]))
+  t.equal((await proxy.reload()).msg, 'routes loaded')
+  const healthy = await request(`http://127.0.0.1:${proxy.ports.admin}/healthz`)
+  t.equal(healthy.statusCode, 200)
+  await healthy.body.dump()
+})
