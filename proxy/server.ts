@@ -119,7 +119,9 @@ export function createListener (
       SNICallback: tls.SNICallback,
       minVersion: 'TLSv1.2',
       maxSessionMemory: 64,
-      settings: { maxHeaderListSize: options.maxHeaderBytes },
+      // Bounded streams per client connection; a TLS handshake may not outlast the header timeout.
+      settings: { maxHeaderListSize: options.maxHeaderBytes, maxConcurrentStreams: 250 },
+      handshakeTimeout: options.requestHeadersMs,
       // HTTP/1.1 over TLS shares the plain listener's parser limits.
       maxHeaderSize: options.maxHeaderBytes,
       headersTimeout: options.requestHeadersMs,

@@ -56,3 +56,18 @@ t.test('https: h2 and http/1.1 by ALPN, with the Host the client asked for', asy
     await res.body.dump()
   })
 })
+
+t.test('https: a connection that never completes its TLS handshake is closed at the header timeout', async (t) => {
+  const net = await import('node:net')
+  const proxy = await startProxyProcess(t, {
+    listen: '[listen]\nhttp = ""\nhttps = "127.0.0.1:0"\nadmin = "127.0.0.1:0"',
+    toml: '[timeouts]\nrequest_headers = "500ms"'
+  })
+  const started = Date.now()
+  const socket = net.connect(proxy.ports.https, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(Buffer.from([0x16, 0x03, 0x01])) // the first bytes of a ClientHello, then nothing
+  await new Promise((resolve) => socket.once('close', resolve))
+  const elapsed = Date.now() - started
+  t.ok(elapsed < 5000, `closed after ${elapsed} ms`)
+})
