@@ -113,10 +113,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   certs.on('order', (e) => {
     metrics.acmeOrders.inc({ result: e.result })
   })
-  certs.on('certificate', (e) => {
-    if (e.removed) metrics.certificateExpiry.remove({ domain: e.domain })
-    else metrics.certificateExpiry.set({ domain: e.domain }, Math.floor(e.notAfter.getTime() / 1000))
-  })
+  metrics.certificateExpiries = () => certs.status()
+    .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || (chain?.ownHosts?.().includes(c.domain) ?? false)))
+    .map((c) => ({ domain: c.domain, notAfter: Math.floor(Date.parse(c.notAfter) / 1000) }))
+    .filter((c) => Number.isFinite(c.notAfter))
 
   const listeners: ManagedListener[] = []
   const ports: Record<string, number> = {}

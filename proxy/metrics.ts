@@ -31,7 +31,8 @@ export interface ProxyMetrics {
   readonly lastReloadSuccessful: Gauge
   readonly lastReloadSuccessTimestamp: Gauge
   readonly rateLimited: Counter<'profile'>
-  readonly certificateExpiry: Gauge<'domain'>
+  /** Set by main: the real certificates served, by domain (read at scrape time). */
+  certificateExpiries: () => Array<{ domain: string, notAfter: number }>
   readonly acmeOrders: Counter<'result'>
   readonly chainChildren: Gauge
   readonly chainSessionResets: Counter<'child'>
@@ -119,7 +120,20 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers })
   const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers })
   const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile (the reason is in the log).', labelNames: ['profile'] as const, registers })
-  const certificateExpiry = new Gauge({ name: 'vmfront_certificate_expiry_timestamp_seconds', help: 'When the certificate served for a domain expires (Unix time).', labelNames: ['domain'] as const, registers })
+  // Read at scrape time from the certificate manager, so the series follow the route
+  // table (a user certificate for a name that is not routed is not exported).
+  const certState = { certificateExpiries: (): Array<{ domain: string, notAfter: number }> => [] }
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate served for a routed domain expires (Unix time).',
+    labelNames: ['domain'] as const,
+    registers,
+    collect () {
+      this.reset()
+      for (const { domain, notAfter } of certState.certificateExpiries()) this.set({ domain }, notAfter)
+    }
+  })
   const acmeOrders = new Counter({ name: 'vmfront_acme_orders_total', help: 'ACME certificate orders, by result.', labelNames: ['result'] as const, registers })
   acmeOrders.inc({ result: 'success' }, 0)
   acmeOrders.inc({ result: 'failure' }, 0)
@@ -150,7 +164,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     lastReloadSuccessful,
     lastReloadSuccessTimestamp,
     rateLimited,
-    certificateExpiry,
+    get certificateExpiries () { return certState.certificateExpiries },
+    set certificateExpiries (fn) { certState.certificateExpiries = fn },
     acmeOrders,
     chainChildren,
     chainSessionResets,
