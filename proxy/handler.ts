@@ -61,6 +61,17 @@ export interface HandlerDeps {
   active: Set<ActiveRequest>
 }
 
+/** Splits an absolute-form request target into host and origin-form path. */
+function parseAbsoluteTarget (target: string): { host: string, path: string } | undefined {
+  try {
+    const url = new URL(target)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined
+    return { host: url.host, path: url.pathname + url.search }
+  } catch {
+    return undefined
+  }
+}
+
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {
   const { metrics, errorPages, forwarder, trustedProxies } = deps
@@ -104,7 +115,18 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
 
     try {
       if (scheme === 'http' && deps.challenge !== undefined && deps.challenge(req as IncomingMessage, res)) return
-      const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
+      let host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
+      let path = req.url ?? '/'
+      if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
+        // Absolute-form target (RFC 9112 §3.2.2): its authority replaces the Host header.
+        const absolute = parseAbsoluteTarget(path)
+        if (absolute === undefined) {
+          sendError(res, 400)
+          return
+        }
+        host = absolute.host
+        path = absolute.path
+      }
       const entry = deps.routes.router.match(host)
       if (entry === undefined) {
         sendError(res, 404)
@@ -117,7 +139,6 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       const client = resolveClient(peer, trusted, req.headers, scheme, host ?? entry.domain, trustedProxies)
       active.client = client.clientIp
       const route = entry.route
-      const path = req.url ?? '/'
 
       if (route.redirectTo !== undefined) {
         redirect(res, route.redirectCode, `${client.proto}://${route.redirectTo}${path}`)

@@ -38,6 +38,13 @@ t.test('routing, errors, redirects and headers', async (t) => {
     t.equal((await get(port, 'app.test.:80')).status, 200)
   })
 
+  await t.test('an absolute-form request target routes by its authority (RFC 9112 §3.2.2)', async (t) => {
+    const res = await rawRequest(port, 'GET http://app.test/abs?x=1 HTTP/1.1\r\nHost: elsewhere.test\r\nConnection: close\r\n\r\n')
+    t.match(res.data, /^HTTP\/1.1 200/)
+    const seen = JSON.parse(res.data.slice(res.data.indexOf('\r\n\r\n') + 4)) as { url: string }
+    t.equal(seen.url, '/abs?x=1', 'the VM gets the origin-form path')
+  })
+
   await t.test('unknown host: 404 with the error page, not 500', async (t) => {
     const res = await get(port, 'nobody.test')
     t.equal(res.status, 404)
