@@ -61,6 +61,17 @@ export interface HandlerDeps {
   active: Set<ActiveRequest>
 }
 
+/**
+ * Who the client is: from a trusted proxy or the authenticated chain parent, the
+ * forwarding headers are believed; from anyone else, the peer address is.
+ */
+function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string): { client: ClientInfo, fromParent: boolean } {
+  const peer = req.socket?.remoteAddress ?? ''
+  const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
+  const trusted = fromParent || deps.trustedProxies.matches(peer)
+  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies), fromParent }
+}
+
 /** Splits an absolute-form request target into host and origin-form path. */
 function parseAbsoluteTarget (target: string): { host: string, path: string } | undefined {
   try {
@@ -74,7 +85,7 @@ function parseAbsoluteTarget (target: string): { host: string, path: string } | 
 
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {
-  const { metrics, errorPages, forwarder, trustedProxies } = deps
+  const { metrics, errorPages, forwarder } = deps
   const unknown = metrics.domain(UNKNOWN_DOMAIN)
   // A dead VM under load would otherwise log one line per request.
   const upstreamLog = createLogThrottle(1000)
@@ -133,10 +144,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         return
       }
       active.domain = entry.domain
-      const peer = req.socket?.remoteAddress ?? ''
-      const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
-      const trusted = fromParent || trustedProxies.matches(peer)
-      const client = resolveClient(peer, trusted, req.headers, scheme, host ?? entry.domain, trustedProxies)
+      const { client, fromParent } = identifyClient(deps, req, scheme, host ?? entry.domain)
       active.client = client.clientIp
       const route = entry.route
 
@@ -195,18 +203,20 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
 
 /** Creates the `upgrade` listener: WebSockets go to the VM through http-proxy-3. */
 export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { metrics, trustedProxies } = deps
+  const { metrics } = deps
   return function handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
     const start = performance.now()
     const host = req.headers.host
     const entry = deps.routes.router.match(host)
+    // The access log names the real client once it is known (the peer until then).
+    let clientIp = req.socket.remoteAddress ?? ''
     const finish = (domain: string, status: number, failure?: UpstreamFailure): void => {
       const recorder = metrics.domain(domain)
       const seconds = (performance.now() - start) / 1000
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      deps.accessLog?.write(req, status, seconds, domain, req.socket.remoteAddress ?? '', failure)
+      deps.accessLog?.write(req, status, seconds, domain, clientIp, failure)
     }
     const refuse = (status: number, domain: string): void => {
       const body = deps.errorPages.body(status)
@@ -224,9 +234,8 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
       refuse(route.redirectTo !== undefined ? 404 : 502, entry.domain)
       return
     }
-    const peer = req.socket.remoteAddress ?? ''
-    const trusted = trustedProxies.matches(peer) || (deps.fromChainParent !== undefined && deps.fromChainParent(req))
-    const client = resolveClient(peer, trusted, req.headers, scheme, host ?? entry.domain, trustedProxies)
+    const { client } = identifyClient(deps, req, scheme, host ?? entry.domain)
+    clientIp = client.clientIp
     if (chainUpgrade !== undefined) {
       chainUpgrade(req, socket, head, entry, client, (status, failure) => {
         if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure, child: entry.chain?.child })
