@@ -4,7 +4,7 @@
  * wires the signals (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump). The only
  * module with process-wide side effects.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type http from 'node:http'
 import type { ProxyConfig } from './config.ts'
@@ -49,9 +49,24 @@ function writePidFile (file: string, logger: Logger): void {
     }
   } catch { /* no previous file */ }
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
-  // rename keeps a reader (the daemon) from ever seeing an empty pid file
-  writeFileSync(`${file}.tmp`, `${process.pid}\n`, { mode: 0o644 })
+  // rename keeps a reader (the daemon) from ever seeing an empty pid file; no
+  // trailing newline, because mulchd parses it with strconv.Atoi (SPEC §10).
+  writeFileSync(`${file}.tmp`, String(process.pid), { mode: 0o644 })
   renameSync(`${file}.tmp`, file)
+}
+
+/**
+ * Creates a missing data_dir 0700. An existing one keeps its mode (it may be
+ * mulchd's data_path, SPEC §10); one writable by group or others is only warned about.
+ */
+function prepareDataDir (dir: string, logger: Logger): void {
+  let mode: number | undefined
+  try { mode = statSync(dir).mode } catch { /* missing: created below */ }
+  if (mode === undefined) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    return
+  }
+  if ((mode & 0o022) !== 0) logger.warn('data_dir is writable by group or others: certificates and keys live there', { data_dir: dir, mode: (mode & 0o777).toString(8).padStart(4, '0') })
 }
 
 function removePidFile (file: string): void {
@@ -75,8 +90,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
   const metrics = createMetrics()
   const errorPages = createErrorPages(config.errorPages.template)
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
-  chmodSync(config.dataDir, 0o700)
+  prepareDataDir(config.dataDir, logger)
 
   const holder: RouterHolder = { router: new Router([]) }
   const active = new Set<ActiveRequest>()

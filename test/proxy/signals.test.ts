@@ -1,9 +1,9 @@
 // Process lifecycle: pid file, SIGTERM drain of in-flight requests, a second SIGTERM, SIGUSR2 dump.
 import t from 'tap'
-import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startProxyProcess, routesDoc } from '../helpers/proxy-process.ts'
+import { startProxyProcess, routesDoc, tempDir } from '../helpers/proxy-process.ts'
 import { startBackend } from '../helpers/backend.ts'
 
 t.test('SIGTERM drains an in-flight request, then exits 0 and removes the pid file', async (t) => {
@@ -19,7 +19,8 @@ t.test('SIGTERM drains an in-flight request, then exits 0 and removes the pid fi
     res.end('fast')
   })
   const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'app.test', target: vm.origin }]), toml: '[timeouts]\ndrain = "10s"' })
-  t.equal(readFileSync(proxy.pidFile, 'utf8').trim(), String(proxy.child.pid), 'pid file holds the pid')
+  // mulchd parses the PID file with strconv.Atoi: not even a trailing newline.
+  t.equal(readFileSync(proxy.pidFile, 'utf8'), String(proxy.child.pid), 'pid file holds exactly the pid')
 
   const slow = request(`http://127.0.0.1:${proxy.ports.http}/slow`, { headers: { host: 'app.test' } })
   await slowArrived
@@ -75,4 +76,27 @@ t.test('SIGUSR2 writes a 0600 dump into data_dir with the in-flight request', as
   t.notOk(readdirSync(join(proxy.dir, 'data')).some((f) => f.endsWith('.tmp')), 'no temp file left')
   answer?.()
   await (await pending).body.dump()
+})
+
+t.test('an existing data_dir keeps its mode (it may be mulchd\'s); a missing one is created 0700', async (t) => {
+  const shared = join(tempDir(t), 'shared-data')
+  mkdirSync(shared, { mode: 0o755 })
+  const proxy = await startProxyProcess(t, { dataDir: shared, routes: routesDoc([]) })
+  t.equal(statSync(shared).mode & 0o777, 0o755, 'existing data_dir mode untouched')
+  const fresh = await startProxyProcess(t, { routes: routesDoc([]) })
+  t.equal(statSync(join(fresh.dir, 'data')).mode & 0o777, 0o700, 'missing data_dir created 0700')
+  await proxy.stop()
+  await fresh.stop()
+})
+
+t.test('a data_dir writable by others is warned about, and still used', async (t) => {
+  const open = join(tempDir(t), 'open-data')
+  mkdirSync(open)
+  chmodSync(open, 0o777)
+  const proxy = await startProxyProcess(t, { dataDir: open, routes: routesDoc([]) })
+  const warning = proxy.logs.find((l) => l.msg === 'data_dir is writable by group or others: certificates and keys live there')
+  t.ok(warning, 'warned')
+  t.equal(warning?.mode, '0777')
+  t.equal(statSync(open).mode & 0o777, 0o777, 'mode untouched')
+  await proxy.stop()
 })
