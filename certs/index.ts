@@ -7,7 +7,7 @@
 export { createCertManager, normalizeServerName } from './manager.ts'
 export { CertError, type CertErrorCode } from './errors.ts'
 export { DIRECTORY_SHORTCUTS, resolveDirectoryUrl, type AcmeOptions, type CertLogger, type CertManagerOptions } from './config.ts'
-export type { CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'
+export type { AcmeStatus, CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'
 export type { Issuer, IssueRequest, IssuedCertificate } from './issuer.ts'
 export type { Storage } from './storage.ts'
 export type { KeyType } from './x509.ts'
