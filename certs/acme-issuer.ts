@@ -9,7 +9,7 @@ import { rootCertificates } from 'node:tls'
 import * as acme from 'acme-client'
 import { parseRenewalInfo, type RenewalWindow } from './ari.ts'
 import type { CertLogger } from './config.ts'
-import { CertError, errorMessage } from './errors.ts'
+import { CertError, errorMessage, storageFailureParts } from './errors.ts'
 import type { ChallengeStore } from './http01.ts'
 import { buildOrderPayload, type IssuedCertificate, type Issuer, type IssueRequest } from './issuer.ts'
 import type { Storage, StorageKeys } from './storage.ts'
@@ -81,8 +81,14 @@ export function createAcmeIssuer (opts: AcmeIssuerOptions): Issuer {
     }
   }
 
+  /** A worded CertError for a failed account key read or write ("cannot write the ACME account key to /x: no space left on device"). */
+  function accountKeyFailure (write: boolean, key: string, err: unknown): CertError {
+    const { where, reason } = storageFailureParts(err, key)
+    return new CertError('CERTS_STORAGE_FAILED', write ? `cannot write the ACME account key to ${where}: ${reason}` : `cannot read the ACME account key at ${where}: ${reason}`, { cause: err, file: where })
+  }
+
   async function readOrCreateAccountKey (): Promise<string> {
-    const stored = await opts.storage.load(opts.keys.accountKey)
+    const stored = await opts.storage.load(opts.keys.accountKey).catch((err: unknown) => { throw accountKeyFailure(false, opts.keys.accountKey, err) })
     if (stored !== undefined) {
       try {
         createPrivateKey(stored)
@@ -90,11 +96,12 @@ export function createAcmeIssuer (opts: AcmeIssuerOptions): Issuer {
       } catch (err) {
         const aside = opts.keys.quarantine(opts.keys.accountKey, new Date())
         log.error('stored ACME account key is corrupt, replacing it', { file: opts.keys.accountKey, movedTo: aside, err })
-        await opts.storage.store(aside, stored, { secret: true })
+        await opts.storage.store(aside, stored, { secret: true }).catch((e: unknown) => { throw accountKeyFailure(true, aside, e) })
       }
     }
     const pem = await generatePrivateKeyPem('ec-p256')
-    await opts.storage.store(opts.keys.accountKey, pem, { secret: true })
+    // Never use a key we could not keep: every restart would create another account at the CA.
+    await opts.storage.store(opts.keys.accountKey, pem, { secret: true }).catch((err: unknown) => { throw accountKeyFailure(true, opts.keys.accountKey, err) })
     log.info('created ACME account key', { issuer: opts.issuerKey })
     return pem
   }

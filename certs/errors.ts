@@ -24,8 +24,10 @@ export type CertErrorCode =
   | 'CERTS_STORAGE_KEY_INVALID'
   /** A stored certificate, key or account key cannot be parsed or does not match. */
   | 'CERTS_STORAGE_CORRUPT'
-  /** Writing to storage failed (disk full, permissions). */
+  /** Reading or writing storage failed (disk full, permissions, a file where a folder should be). */
   | 'CERTS_STORAGE_FAILED'
+  /** ACME cannot run yet: its account key or stored certificates are unavailable (retried with backoff). */
+  | 'CERTS_ACME_UNAVAILABLE'
   /** A PEM certificate or key cannot be parsed. */
   | 'CERTS_PEM_INVALID'
   /** The CA's ACME Renewal Information answer is unusable. */
@@ -54,4 +56,32 @@ export class CertError extends Error {
 /** The message of any thrown value (errors thrown by dependencies are not always Errors). */
 export function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
+}
+
+/**
+ * Words for an error a person reads (logs, /status): for a Node system error, its description
+ * without the code and syscall ("no space left on device", not "ENOSPC: no space left on device,
+ * write"); for a CertError, its message; otherwise the message.
+ */
+export function describeError (err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && err.message.startsWith(`${code}: `)) {
+    const syscall = (err as { syscall?: unknown }).syscall
+    const text = err.message.slice(code.length + 2)
+    const cut = typeof syscall === 'string' ? text.lastIndexOf(`, ${syscall}`) : -1
+    return cut > 0 ? text.slice(0, cut) : text
+  }
+  return err.message
+}
+
+/**
+ * Where a storage operation failed and why, in words: the file named by a CERTS_STORAGE_FAILED
+ * error (else `key`), and the reason of its cause ("no space left on device").
+ */
+export function storageFailureParts (err: unknown, key: string): { where: string, reason: string } {
+  if (err instanceof CertError && err.code === 'CERTS_STORAGE_FAILED') {
+    return { where: err.file ?? key, reason: describeError(err.cause ?? err) }
+  }
+  return { where: key, reason: describeError(err) }
 }

@@ -1,13 +1,14 @@
 /**
  * @module certs/file-storage
  * Storage on the local file system: atomic writes (tmp + fsync + rename + directory fsync),
- * files 0600, directories 0700, every path checked to stay under the root.
+ * files 0600, directories 0700, every path checked to stay under the root. I/O failures reject
+ * with CertError CERTS_STORAGE_FAILED naming the file and the reason in words.
  */
 import { randomBytes } from 'node:crypto'
 import { constants as fsConstants } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
-import { CertError, errorMessage } from './errors.ts'
+import { CertError, describeError } from './errors.ts'
 import type { Storage } from './storage.ts'
 
 /** File mode of every stored file: certificates are not secret, but nothing else needs to read them. */
@@ -18,7 +19,15 @@ function isNotFound (err: unknown): boolean {
   return (err as { code?: unknown }).code === 'ENOENT'
 }
 
-/** Writes `data` to `file` atomically: a crash leaves the old file or the new one, never half of one. */
+async function removeQuietly (file: string): Promise<void> {
+  await rm(file, { force: true }).catch(() => {})
+}
+
+/**
+ * Writes `data` to `file` atomically: a crash leaves the old file or the new one, never half of
+ * one. A failed write (disk full, quota, I/O error) removes its temporary file before rejecting
+ * with the original error, so failures never leave `.*.tmp` files behind.
+ */
 export async function writeFileAtomic (file: string, data: string | Buffer, mode = FILE_MODE): Promise<void> {
   const dir = dirname(file)
   await mkdir(dir, { recursive: true, mode: DIR_MODE })
@@ -30,15 +39,16 @@ export async function writeFileAtomic (file: string, data: string | Buffer, mode
     await handle.chmod(mode)
     await handle.sync()
   } catch (err) {
-    await handle.close()
-    await rm(tmp, { force: true })
+    await handle.close().catch(() => {})
+    await removeQuietly(tmp)
     throw err
   }
-  await handle.close()
   try {
+    // close() can report a deferred write error (NFS, quotas): then the file is not good either.
+    await handle.close()
     await rename(tmp, file)
   } catch (err) {
-    await rm(tmp, { force: true })
+    await removeQuietly(tmp)
     throw err
   }
   // fsync the directory so the rename itself survives a power loss.
@@ -48,6 +58,10 @@ export async function writeFileAtomic (file: string, data: string | Buffer, mode
   } finally {
     await dirHandle.close()
   }
+}
+
+function storageFailure (verb: string, file: string, err: unknown): CertError {
+  return new CertError('CERTS_STORAGE_FAILED', `cannot ${verb} ${file}: ${describeError(err)}`, { cause: err, file })
 }
 
 /**
@@ -75,31 +89,38 @@ export function createFileStorage (root: string): Storage {
 
   return {
     async load (key) {
+      const file = pathOf(key)
       try {
-        return await readFile(pathOf(key))
+        return await readFile(file)
       } catch (err) {
         if (isNotFound(err)) return undefined
-        throw err
+        throw storageFailure('read', file, err)
       }
     },
     async store (key, data) {
       const file = pathOf(key)
-      await ensureRoot()
       try {
+        await ensureRoot()
         await writeFileAtomic(file, data)
       } catch (err) {
-        throw new CertError('CERTS_STORAGE_FAILED', `cannot write ${file}: ${errorMessage(err)}`, { cause: err })
+        throw storageFailure('write', file, err)
       }
     },
     async delete (key) {
-      await rm(pathOf(key), { force: true })
+      const file = pathOf(key)
+      try {
+        await rm(file, { force: true })
+      } catch (err) {
+        throw storageFailure('delete', file, err)
+      }
     },
     async list (prefix) {
+      const dir = pathOf(prefix)
       try {
-        return (await readdir(pathOf(prefix))).filter((n) => !n.startsWith('.')).sort()
+        return (await readdir(dir)).filter((n) => !n.startsWith('.')).sort()
       } catch (err) {
         if (isNotFound(err)) return []
-        throw err
+        throw storageFailure('list', dir, err)
       }
     }
   }

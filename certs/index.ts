@@ -5,9 +5,11 @@
  * a certificate for this name?") and calls handleHttpChallenge first on its plain-HTTP listener.
  */
 export { createCertManager, normalizeServerName } from './manager.ts'
-export { CertError, type CertErrorCode } from './errors.ts'
+export { CertError, describeError, type CertErrorCode } from './errors.ts'
+// The one atomic-write helper (tmp + fsync + rename, temp file removed on failure); the proxy's dump uses it too.
+export { writeFileAtomic } from './file-storage.ts'
 export { DIRECTORY_SHORTCUTS, resolveDirectoryUrl, type AcmeOptions, type CertLogger, type CertManagerOptions } from './config.ts'
-export type { CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'
+export type { AcmeStatus, CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'
 export type { Issuer, IssueRequest, IssuedCertificate } from './issuer.ts'
 export type { Storage } from './storage.ts'
 export type { KeyType } from './x509.ts'

@@ -7,10 +7,11 @@
 import { EventEmitter } from 'node:events'
 import { randomInt } from 'node:crypto'
 import { createAcmeIssuer } from './acme-issuer.ts'
+import { createAcmeSetup } from './acme-setup.ts'
 import { type CachedCert, createCertCache } from './cache.ts'
 import { type CertManagerOptions, resolveCertOptions } from './config.ts'
 import { diffServed, type ManagerContext, stateOf } from './domain-state.ts'
-import { CertError } from './errors.ts'
+import { CertError, describeError } from './errors.ts'
 import { loadExtraCerts } from './extra-certs.ts'
 import { createFileStorage } from './file-storage.ts'
 import { createChallengeStore } from './http01.ts'
@@ -116,7 +117,7 @@ export function createCertManager (options: CertManagerOptions): CertManager {
 
   /** Starts a background order for a handshake, unless one runs, the domain backs off, or the policy says no. */
   function orderOnDemand (name: string, hit: CachedCert | undefined, now: number): void {
-    if (!started || stopped || issuer === undefined || runner.running(name)) return
+    if (!started || stopped || issuer === undefined || !setup.ready() || runner.running(name)) return
     const st = ctx.domains.get(name)
     if (st !== undefined && st.retryAt > now) return
     if (!ctx.allowed(name)) return
@@ -133,24 +134,33 @@ export function createCertManager (options: CertManagerOptions): CertManager {
     if (file !== undefined) log.info('extra certificates loaded', { file, domains: [...next.keys()] })
   }
 
+  /** Serves the stored certificates; a retry after a partial failure adds only those not loaded yet. */
   async function loadStored (): Promise<void> {
-    if (issuer === undefined) return
-    await issuer.init()
-    const { loaded, corrupt } = await ctx.sites.loadAll()
-    ctx.changeCertificates(loaded.keys(), () => {
-      for (const [domain, cert] of loaded) cache.acme.set(domain, cert)
+    const { loaded, corrupt, unreadable } = await ctx.sites.loadAll()
+    const fresh = [...loaded].filter(([domain]) => !cache.acme.has(domain))
+    ctx.changeCertificates(fresh.map(([domain]) => domain), () => {
+      for (const [domain, cert] of fresh) cache.acme.set(domain, cert)
     })
-    for (const [domain, cert] of loaded) {
+    for (const [domain, cert] of fresh) {
       stateOf(ctx, domain).renewAt = renewalTime(cert.info.notBefore, cert.info.notAfter, opts.renewRatio, ctx.random())
     }
-    for (const { domain, error } of corrupt) {
-      log.error('stored certificate is corrupt: moved aside, a new one will be ordered', { domain, err: error })
+    for (const { domain, error, asideError } of corrupt) {
+      if (asideError === undefined) log.error('stored certificate is corrupt: moved aside, a new one will be ordered', { domain, err: error })
+      else log.error('stored certificate is corrupt and could not be moved aside: a new one will replace it', { domain, err: error, reason: describeError(asideError) })
       const st = stateOf(ctx, domain)
       st.lastError = error
       st.lastErrorAt = new Date()
     }
-    log.info('stored certificates loaded', { issuer: issuer.key, loaded: loaded.size, corrupt: corrupt.length })
+    log.info('stored certificates loaded', { issuer: issuer?.key, loaded: fresh.length, corrupt: corrupt.length, unreadable: unreadable.length })
+    if (unreadable.length > 0) {
+      const more = unreadable.length > 1 ? ` (and ${unreadable.length - 1} more)` : ''
+      throw new CertError('CERTS_STORAGE_FAILED', `${unreadable[0].message}${more}`, { cause: unreadable[0] })
+    }
   }
+  const setup = createAcmeSetup(ctx, [
+    { name: 'stored certificates', run: loadStored },
+    { name: 'account key', run: async () => { await issuer?.init() } }
+  ], () => { if (!stopped) maintenance.start() })
 
   function statusRow (domain: string, now: number): CertStatus {
     const cert = cache.lookup(domain, now) ?? fallback
@@ -202,6 +212,8 @@ export function createCertManager (options: CertManagerOptions): CertManager {
       if (current !== undefined && st?.renewAt !== undefined && now < st.renewAt.getTime()) return
       if (issuer === undefined) throw new CertError('CERTS_ACME_DISABLED', `ACME is disabled; no certificate for ${name}`, { domain: name })
       if (!ctx.allowed(name)) throw new CertError('CERTS_DOMAIN_NOT_ALLOWED', `the policy does not allow a certificate for ${name}`, { domain: name })
+      const unavailable = setup.unavailable(name)
+      if (unavailable !== undefined) throw unavailable
       if (!runner.running(name) && st !== undefined && st.retryAt > now) {
         throw new CertError('CERTS_ORDER_BACKOFF', `${name}: backing off after ${st.failures} failed order(s) until ${new Date(st.retryAt).toISOString()}`, { domain: name, retryAt: new Date(st.retryAt), cause: st.lastError })
       }
@@ -213,16 +225,18 @@ export function createCertManager (options: CertManagerOptions): CertManager {
       if (started) return
       if (stopped) throw new CertError('CERTS_STOPPED', 'certificate manager stopped')
       await reloadExtra()
-      await loadStored()
+      // Never rejects: ACME problems (a full disk...) are retried in the background while serving.
+      if (issuer !== undefined) await setup.start()
       started = true
-      if (issuer !== undefined) maintenance.start()
     },
     async stop () {
       stopped = true
+      setup.stop()
       maintenance.stop()
       await runner.settle()
       issuer?.close?.()
     },
+    acmeStatus: () => issuer === undefined ? { enabled: false, ready: false, failures: 0 } : setup.status(),
     status () {
       const now = Date.now()
       const names = new Set([...cache.extraEntries().keys(), ...cache.acme.keys(), ...ctx.domains.keys()])

@@ -21,11 +21,14 @@ export interface OrderRunner {
   running (domain: string): boolean
   /** Waits for every running order to settle. */
   settle (): Promise<void>
+  /** Calls `fn` after each order settles (its renewal plan or backoff is then up to date). */
+  onSettled (fn: (domain: string) => void): void
 }
 
 /** Creates the runner over the manager's shared context. */
 export function createOrderRunner (ctx: ManagerContext): OrderRunner {
   const inflight = new Map<string, Promise<Error | undefined>>()
+  const settledListeners: Array<(domain: string) => void> = []
   const waiting: Array<() => void> = []
   let active = 0
 
@@ -102,13 +105,25 @@ export function createOrderRunner (ctx: ManagerContext): OrderRunner {
     run (domain, reason) {
       const existing = inflight.get(domain)
       if (existing !== undefined) return existing
-      const p = order(domain, reason).finally(() => { inflight.delete(domain) })
+      const p = order(domain, reason).finally(() => {
+        inflight.delete(domain)
+        for (const fn of settledListeners) {
+          try {
+            fn(domain)
+          } catch (err) {
+            ctx.log.error('order settle listener threw', { domain, err })
+          }
+        }
+      })
       inflight.set(domain, p)
       return p
     },
     running: (domain) => inflight.has(domain),
     async settle () {
       await Promise.allSettled([...inflight.values()])
+    },
+    onSettled (fn) {
+      settledListeners.push(fn)
     }
   }
 }

@@ -4,9 +4,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecureContext } from 'node:tls'
+import type { AcmeStatus } from './acme-setup.ts'
 import type { CertSource } from './cache.ts'
 
-export type { CertSource }
+export type { AcmeStatus, CertSource }
 
 /** Emitted after every ACME order attempt (metrics: vmfront_acme_orders_total{result}). */
 export interface OrderEvent {
@@ -76,19 +77,23 @@ export interface CertManager {
   /**
    * Obtains a certificate now if the domain has none or is due for renewal; waits for an order
    * already running. @throws CertError CERTS_DOMAIN_NOT_ALLOWED, CERTS_ACME_DISABLED,
-   * CERTS_ORDER_BACKOFF, CERTS_ORDER_FAILED, CERTS_STOPPED
+   * CERTS_ACME_UNAVAILABLE, CERTS_ORDER_BACKOFF, CERTS_ORDER_FAILED, CERTS_STOPPED
    */
   ensure (domain: string): Promise<void>
   /**
-   * Loads extra_certs_file (throws like loadExtraCerts), the ACME account and stored
-   * certificates (corrupt ones are reported, moved aside and re-ordered, never fatal), then
-   * starts the renewal loop (unref'd timers). Idempotent.
+   * Loads extra_certs_file (throws like loadExtraCerts), then the stored certificates and the
+   * ACME account key (corrupt ones are reported, moved aside and re-ordered), then starts the
+   * renewal loop (unref'd timers). Storage failures (a full disk, permissions) never reject:
+   * serving goes on, ACME retries with backoff and {@link CertManager.acmeStatus} says why.
+   * Idempotent.
    */
   start (): Promise<void>
   /** Stops the renewal loop and new orders, and waits for running orders to settle. */
   stop (): Promise<void>
   /** Every known domain, sorted: user and ACME certificates, and domains still waiting for one. */
   status (): CertStatus[]
+  /** Whether ACME can order now, and if not, why (in words) and when it retries. */
+  acmeStatus (): AcmeStatus
   on (event: 'order', fn: (e: OrderEvent) => void): this
   on (event: 'certificate', fn: (e: CertificateEvent) => void): this
   off (event: 'order', fn: (e: OrderEvent) => void): this

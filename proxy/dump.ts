@@ -4,8 +4,9 @@
  * age, connection counts, chain sessions and rate-limit state, written as JSON into
  * data_dir with mode 0600 (mulch-proxy wrote world-readable files to /tmp).
  */
-import { open, rename } from 'node:fs/promises'
 import { join } from 'node:path'
+import { describeError, writeFileAtomic } from '../certs/index.ts'
+import { ProxyError } from './errors.ts'
 import type { ActiveRequest } from './handler.ts'
 
 export interface DumpSources {
@@ -41,18 +42,17 @@ export function buildDump (sources: DumpSources): Record<string, unknown> {
   }
 }
 
-/** Writes a dump file atomically with mode 0600; returns its path. */
+/**
+ * Writes a dump file atomically with mode 0600; returns its path. A failed write (a full disk)
+ * rejects and leaves nothing behind, not even a temporary file.
+ */
 export async function writeDump (dataDir: string, sources: DumpSources): Promise<string> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const file = join(dataDir, `dump-${stamp}-${process.pid}.json`)
-  const tmp = `${file}.tmp`
-  const handle = await open(tmp, 'wx', 0o600)
   try {
-    await handle.writeFile(JSON.stringify(buildDump(sources), null, 2) + '\n')
-    await handle.sync()
-  } finally {
-    await handle.close()
+    await writeFileAtomic(file, JSON.stringify(buildDump(sources), null, 2) + '\n', 0o600)
+  } catch (err) {
+    throw new ProxyError('DUMP_FAILED', `cannot write the diagnostic dump to ${file}: ${describeError(err)}`, { cause: err })
   }
-  await rename(tmp, file)
   return file
 }

@@ -14,6 +14,8 @@ export type ProxyErrorCode =
   | 'PROXY_UPSTREAM_RESET'
   | 'PROXY_RATE_LIMITED'
   | 'PROXY_UNAVAILABLE'
+  /** The diagnostic dump could not be written (disk full, data_dir unwritable). */
+  | 'DUMP_FAILED'
   | 'USAGE'
 
 /**

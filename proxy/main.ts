@@ -4,7 +4,7 @@
  * wires the signals (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump). The only
  * module with process-wide side effects.
  */
-import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type http from 'node:http'
 import type { ProxyConfig } from './config.ts'
@@ -25,7 +25,7 @@ import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
-import { CertError, createCertManager } from '../certs/index.ts'
+import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
 import { isUnlimited } from './rate-profile.ts'
 
@@ -90,7 +90,12 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
   const metrics = createMetrics()
   const errorPages = createErrorPages(config.errorPages.template)
-  prepareDataDir(config.dataDir, logger)
+  try {
+    prepareDataDir(config.dataDir, logger)
+  } catch (err) {
+    // A read-only or missing data_dir must not stop serving: ACME retries and says why in /status.
+    logger.error('data_dir is not usable: serving anyway', { dir: config.dataDir, reason: describeError(err) })
+  }
 
   const holder: RouterHolder = { router: new Router([]) }
   const active = new Set<ActiveRequest>()
@@ -180,6 +185,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     in_flight: active.size,
     rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
+    acme: certs.acmeStatus(),
     chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
   })
 
@@ -240,7 +246,13 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       : `start-up failed: ${e.message}`, { cause: err })
   }
 
-  writePidFile(config.pidFile, logger)
+  try {
+    writePidFile(config.pidFile, logger)
+  } catch (err) {
+    // A full disk must not stop serving; only the daemon's signals cannot find this proxy.
+    rmSync(`${config.pidFile}.tmp`, { force: true })
+    logger.error('cannot write the pid file: serving anyway, but the daemon cannot signal this proxy', { file: config.pidFile, reason: describeError(err) })
+  }
   ready = true
   logger.info('vmfront proxy started', {
     pid: process.pid,

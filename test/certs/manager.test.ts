@@ -49,7 +49,8 @@ t.test('failed orders back off per domain and never hammer the CA', async (t) =>
   await pollUntil(() => Date.now() > Date.parse(row?.retryAt ?? ''), 5000, 'end of backoff')
   await handshake(port, 'fail.test')
   const ok = await ev.waitForOrder((e) => e.result === 'success')
-  t.equal(ok.reason, 'on-demand')
+  // The renewal loop wakes at the end of the backoff by itself ('missing'), or the handshake wins the race.
+  t.match(ok.reason, /^(on-demand|missing)$/)
   t.equal(m.status().find((r) => r.domain === 'fail.test')?.lastError, undefined)
 })
 
