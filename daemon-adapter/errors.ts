@@ -22,6 +22,7 @@ export type AdapterErrorCode =
   | 'DRIVER_TIMEOUT'
   | 'ROUTES_INVALID'
   | 'ROUTES_WRITE_FAILED'
+  | 'ROUTES_FOREIGN'
   | 'UNAUTHORIZED'
   | 'API_UNREACHABLE'
   | 'API_ERROR'
@@ -46,14 +47,19 @@ const STATUS: Record<AdapterErrorCode, number> = {
   DRIVER_TIMEOUT: 504,
   ROUTES_INVALID: 500,
   ROUTES_WRITE_FAILED: 500,
+  /** The route file holds content the daemon did not write; it is left alone. */
+  ROUTES_FOREIGN: 409,
   UNAUTHORIZED: 401,
   API_UNREACHABLE: 503,
   API_ERROR: 500,
   INTERNAL: 500
 }
 
-/** Codes that mean "the input was wrong" (CLI exit 2), as opposed to a runtime failure (exit 1). */
-const INPUT_CODES = new Set<AdapterErrorCode>(['USAGE', 'CONFIG_INVALID', 'CONFIG_UNREADABLE', 'VM_INVALID'])
+/**
+ * Codes that mean "the input was wrong" (CLI exit 2), as opposed to a runtime failure
+ * (exit 1). A foreign route file is the operator's to resolve, like a bad config.
+ */
+const INPUT_CODES = new Set<AdapterErrorCode>(['USAGE', 'CONFIG_INVALID', 'CONFIG_UNREADABLE', 'VM_INVALID', 'ROUTES_FOREIGN'])
 
 /** Base class: a stable `code`, an HTTP `status`, optional `details` for the JSON answer, and a `cause`. */
 export class AdapterError extends Error {

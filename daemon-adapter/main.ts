@@ -5,7 +5,7 @@
  * starts things; `cli.ts` adds the signal handling.
  */
 import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
@@ -24,7 +24,7 @@ import { createVmManager } from './manager.ts'
 import { createProxyNotifier } from './notify.ts'
 import { createPublisher } from './publisher.ts'
 import type { PublishReport } from './publisher.ts'
-import { openRegistry } from './registry.ts'
+import { openRegistry, REGISTRY_FILE } from './registry.ts'
 
 /** A running daemon. */
 export interface Daemon {
@@ -35,9 +35,6 @@ export interface Daemon {
   /** Stops the listener, lets running changes settle, sends a pending SIGHUP, closes the database. */
   close (): Promise<void>
 }
-
-/** The database file inside `data_dir`. */
-export const REGISTRY_FILE = 'registry.sqlite'
 
 function createDriver (config: DaemonConfig, log: Logger): Driver {
   if (config.driver === 'static') return createStaticDriver()
@@ -70,7 +67,14 @@ export async function startDaemon (config: DaemonConfig, log: Logger): Promise<D
 
   const registry = openRegistry(join(config.dataDir, REGISTRY_FILE))
   const notifier = createProxyNotifier({ pidFile: config.proxyPidFile, debounceMs: config.reloadDebounceMs, log })
-  const publisher = createPublisher({ registry, routesFile: config.routesFile, notifier, log })
+  const publisher = createPublisher({ registry, routesFile: config.routesFile, notifier, log, configFile: config.file === '(defaults)' ? undefined : resolve(config.file) })
+  try {
+    // Before recovery touches anything: a route file someone else wrote stops the start.
+    publisher.checkOwnership()
+  } catch (err) {
+    registry.close()
+    throw err
+  }
   const manager = createVmManager({
     registry,
     driver: createDriver(config, log),

@@ -4,14 +4,23 @@
  * `debounceMs` of the first one of a burst share one signal. A missing file, a stale
  * PID (no such process) or a refused signal is an outcome to report, never an error:
  * the route file is already written and a proxy started later reads it anyway.
+ *
+ * A PID file outlives its process, and the kernel hands its number to the next
+ * process that wants one; SIGHUP's default action is to terminate. So the signal goes
+ * only to a process whose command line (/proc/PID/cmdline) is `vmfront proxy`: the
+ * bin or proxy/cli.ts followed by the `proxy` subcommand. Anything else is reported.
  */
 import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
 import type { Logger } from './log.ts'
 
 /** What happened to one (coalesced) reload request. */
 export interface SignalOutcome {
-  /** `sent`: the proxy was signalled; the others say why not. */
-  readonly status: 'sent' | 'no-pid-file' | 'invalid-pid-file' | 'stale-pid' | 'denied'
+  /**
+   * `sent`: the proxy was signalled; the others say why not. `not-proxy`: the PID is
+   * a live process that is not a vmfront proxy (the number was reused).
+   */
+  readonly status: 'sent' | 'no-pid-file' | 'invalid-pid-file' | 'stale-pid' | 'not-proxy' | 'denied'
   readonly pid?: number
   /** For anything but `sent`: a sentence for the API answer and the log. */
   readonly message?: string
@@ -24,7 +33,40 @@ export interface ProxyNotifier {
   flush (): Promise<void>
 }
 
-/** Reads `pidFile` and sends `signal` to that process; never throws. */
+/** Script names that run the vmfront CLI: the package bin and its source file. */
+function isVmfrontScript (arg: string): boolean {
+  const name = basename(arg)
+  return name === 'vmfront' || ((name === 'cli.ts' || name === 'cli.js') && basename(arg.slice(0, -name.length - 1)) === 'proxy')
+}
+
+/**
+ * True when `argv` (a process's command line) runs `vmfront proxy`: an argument that
+ * is the vmfront bin or `.../proxy/cli.ts`, directly followed by `proxy`. `vmfront
+ * daemon`, `vmfront vm ...` and every other program are not.
+ */
+export function isVmfrontProxyCommand (argv: readonly string[]): boolean {
+  for (let i = 0; i < argv.length - 1; i++) {
+    if (isVmfrontScript(argv[i])) return argv[i + 1] === 'proxy'
+  }
+  return false
+}
+
+/** The command line of `pid` as its arguments, or undefined when it cannot be read. */
+function commandLine (pid: number): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return raw.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1)
+  } catch {
+    return undefined
+  }
+}
+
+function shown (argv: readonly string[]): string {
+  const text = argv.join(' ')
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text)
+}
+
+/** Reads `pidFile` (with or without a trailing newline) and sends `signal` to that process if it is a vmfront proxy; never throws. */
 export function signalProxy (pidFile: string, signal: NodeJS.Signals = 'SIGHUP'): SignalOutcome {
   let text: string
   try {
@@ -36,6 +78,19 @@ export function signalProxy (pidFile: string, signal: NodeJS.Signals = 'SIGHUP')
   const pid = Number(text.trim())
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(pid) || pid <= 1) {
     return { status: 'invalid-pid-file', message: `proxy PID file ${pidFile} does not hold a process id (${JSON.stringify(text.trim().slice(0, 40))})` }
+  }
+  try {
+    // Signal 0 only asks whether the process exists (and may be signalled).
+    process.kill(pid, 0)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ESRCH') return { status: 'stale-pid', pid, message: `proxy PID file ${pidFile} names process ${pid}, which is not running (stale PID file)` }
+    return { status: 'denied', pid, message: `cannot signal proxy process ${pid}: ${code ?? (err as Error).message}` }
+  }
+  const argv = commandLine(pid)
+  if (argv === undefined || !isVmfrontProxyCommand(argv)) {
+    const what = argv === undefined ? 'whose command line cannot be read' : argv.length === 0 ? 'which has no command line (a kernel thread or a zombie)' : `which runs ${shown(argv)}`
+    return { status: 'not-proxy', pid, message: `proxy PID file ${pidFile} names process ${pid}, ${what}: not a vmfront proxy, so it was not signalled (stale PID file, its number reused)` }
   }
   try {
     process.kill(pid, signal)

@@ -2,11 +2,15 @@
  * @module daemon-adapter/publisher
  * Keeps the proxy's route file true to the registry: after a change it renders the
  * route table of the active revisions, writes it atomically when it differs from what
- * was last written, and asks the notifier for a (coalesced) SIGHUP.
+ * was last written, and asks the notifier for a (coalesced) SIGHUP. It never writes
+ * over a file it did not write (route-ownership.ts): the SHA-256 of each write is
+ * recorded in the registry, and a file that matches neither it nor "no routes" is
+ * left alone with an error that says how to adopt it.
  */
 import type { Logger } from './log.ts'
 import type { ProxyNotifier, SignalOutcome } from './notify.ts'
 import type { Registry } from './registry.ts'
+import { foreignRouteFileError, inspectRouteFile, sha256Hex } from './route-ownership.ts'
 import { removeStaleTempFiles, renderRouteFile, routesFor, writeFileAtomic } from './route-writer.ts'
 
 /** What publishing did, for the API answer. */
@@ -21,30 +25,51 @@ export interface PublishReport {
 
 export interface Publisher {
   /**
+   * At start, before anything else touches the route file: throws when the file is
+   * one the daemon may not overwrite.
+   * @throws AdapterError ROUTES_FOREIGN (naming the file and `vmfront vm import-routes`), ROUTES_INVALID
+   */
+  checkOwnership (): void
+  /**
    * Writes the route file if the table changed (always when `force`), then waits for
    * the coalesced SIGHUP. The file is written before this returns its promise, so the
    * file matches the registry as soon as the call is made.
-   * @throws AdapterError ROUTES_INVALID, ROUTES_WRITE_FAILED
+   * @throws AdapterError ROUTES_INVALID, ROUTES_WRITE_FAILED, ROUTES_FOREIGN (the file is left as it is)
    */
   publish (options?: { force?: boolean }): Promise<PublishReport>
 }
 
-export function createPublisher (options: { registry: Registry, routesFile: string, notifier: ProxyNotifier, log: Logger }): Publisher {
-  const { registry, routesFile, notifier, log } = options
+export function createPublisher (options: { registry: Registry, routesFile: string, notifier: ProxyNotifier, log: Logger, configFile?: string }): Publisher {
+  const { registry, routesFile, notifier, log, configFile } = options
   let last: string | undefined
+
+  function check (text: string, when: 'start' | 'running'): void {
+    const found = inspectRouteFile(routesFile, registry.routesFileHash(), text)
+    if (found.kind === 'foreign') throw foreignRouteFileError(routesFile, found.detail, configFile, when)
+    if (found.kind === 'no-routes' || found.kind === 'same-routes') log.info('route file adopted', { file: routesFile, found: found.kind })
+  }
+
   return {
+    checkOwnership () {
+      check(renderRouteFile(routesFor(registry.activeRevisions())), 'start')
+    },
     publish ({ force = false } = {}) {
       const routes = routesFor(registry.activeRevisions())
       let text: string
       try {
         text = renderRouteFile(routes)
         if (!force && text === last) return Promise.resolve({ routes: routes.length, written: false, signal: { status: 'unchanged' } })
+        check(text, 'running')
         if (force) {
           const stale = removeStaleTempFiles(routesFile)
           if (stale.length > 0) log.warn('removed temp files of an interrupted route write', { files: stale })
         }
         writeFileAtomic(routesFile, text)
+        // After the rename: a crash in between leaves a file equal to what the
+        // registry renders, which the next start accepts as `same-routes`.
+        registry.setRoutesFileHash(sha256Hex(text))
       } catch (err) {
+        if ((err as { code?: unknown }).code === 'ROUTES_FOREIGN') log.error('route file not written', { file: routesFile, reason: (err as Error).message })
         return Promise.reject(err)
       }
       last = text

@@ -11,6 +11,9 @@ import { AdapterError } from './errors.ts'
 import { claimedDomains } from './vm-definition.ts'
 import type { VmDefinition } from './vm-definition.ts'
 
+/** The registry's database file inside the daemon's `data_dir`. */
+export const REGISTRY_FILE = 'registry.sqlite'
+
 /** A revision's life: `pending` while it comes up, `active` while it serves, `retiring` while it is torn down. */
 export type RevisionState = 'pending' | 'active' | 'retiring'
 
@@ -81,7 +84,14 @@ CREATE INDEX IF NOT EXISTS claims_by_domain ON claims(domain);
 CREATE TRIGGER IF NOT EXISTS claims_one_owner BEFORE INSERT ON claims
 WHEN EXISTS (SELECT 1 FROM claims WHERE domain = NEW.domain AND vm <> NEW.vm)
 BEGIN SELECT RAISE(ABORT, 'domain claimed by another VM'); END;
+CREATE TABLE IF NOT EXISTS meta (
+  key         TEXT PRIMARY KEY,
+  value       TEXT NOT NULL
+) STRICT;
 `
+
+/** `meta` key: SHA-256 (hex) of the route file content the daemon may overwrite (the last it wrote, or one adopted by import-routes). */
+const ROUTES_HASH_KEY = 'routes_file_sha256'
 
 interface RevisionRow {
   id: number
@@ -140,6 +150,17 @@ export interface Registry {
   /** Deletes VMs left with no revision (a crash between a create and its first activation). */
   removeEmptyVms (): string[]
   setLocked (vm: string, locked: boolean): Vm
+  /** SHA-256 (hex) of the route file content the daemon may overwrite, if any is recorded. */
+  routesFileHash (): string | undefined
+  /** Records the SHA-256 of the route file content just written (or adopted). */
+  setRoutesFileHash (hash: string): void
+  /**
+   * Adds each definition as a VM with one active revision placed by `place`, and
+   * records `routesHash` as a route file the daemon may overwrite: all in one
+   * transaction, so either every VM is adopted or none.
+   * @throws AdapterError VM_EXISTS, DOMAIN_CONFLICT (nothing is changed)
+   */
+  adoptVms (definitions: readonly VmDefinition[], place: (definition: VmDefinition, taken: Taken) => Placement, routesHash: string): Revision[]
   close (): void
 }
 
@@ -283,6 +304,44 @@ export function openRegistry (file: string, now: () => Date = () => new Date()):
         const names = all<{ name: string }>('SELECT name FROM vms WHERE name NOT IN (SELECT vm FROM revisions)').map((r) => r.name)
         for (const name of names) run('DELETE FROM vms WHERE name = ?', name)
         return names
+      })
+    },
+
+    routesFileHash: () => one<{ value: string }>('SELECT value FROM meta WHERE key = ?', ROUTES_HASH_KEY)?.value,
+
+    setRoutesFileHash (hash) {
+      run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', ROUTES_HASH_KEY, hash)
+    },
+
+    adoptVms (definitions, place, routesHash) {
+      return transaction(() => {
+        const exists = definitions.filter((d) => vmRow(d.name) !== undefined).map((d) => d.name)
+        if (exists.length > 0) {
+          throw new AdapterError('VM_EXISTS', `${exists.map((n) => `a VM named "${n}"`).join(', ')} already exist${exists.length === 1 ? 's' : ''}`, { details: { vms: exists } })
+        }
+        const found = definitions.flatMap((d) => conflicts(claimedDomains(d), d.name))
+        if (found.length > 0) {
+          const text = found.map((c) => `${c.domain} is already claimed by VM "${c.owner}"`).join('; ')
+          throw new AdapterError('DOMAIN_CONFLICT', text, { details: { conflicts: found } })
+        }
+        const revisions: Revision[] = []
+        const at = now().toISOString()
+        for (const definition of definitions) {
+          const taken: Taken = {
+            ips: new Set(all<{ ip: string }>('SELECT ip FROM revisions WHERE ip IS NOT NULL').map((r) => r.ip)),
+            macs: new Set(all<{ mac: string }>('SELECT mac FROM revisions WHERE mac IS NOT NULL').map((r) => r.mac))
+          }
+          const placement = place(definition, taken)
+          run('INSERT INTO vms (name, locked, created_at, next_number) VALUES (?, 0, ?, 1)', definition.name, at)
+          const result = db.prepare(`INSERT INTO revisions (vm, number, state, definition, address, ip, mac, handle, created_at)
+            VALUES (?, 0, 'active', ?, ?, ?, ?, ?, ?)`).run(
+            definition.name, JSON.stringify(definition), placement.address, placement.ip ?? null, placement.mac ?? null, placement.handle, at)
+          const id = Number(result.lastInsertRowid)
+          for (const domain of claimedDomains(definition)) run('INSERT INTO claims (domain, vm, revision_id) VALUES (?, ?, ?)', domain, definition.name, id)
+          revisions.push(toRevision(one<RevisionRow>('SELECT * FROM revisions WHERE id = ?', id) as RevisionRow))
+        }
+        run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', ROUTES_HASH_KEY, routesHash)
+        return revisions
       })
     },
 

@@ -4,13 +4,17 @@
  * then the local daemon's config), calls the API and prints the answer.
  */
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { createInterface } from 'node:readline/promises'
 import { readClientKey } from './api-keys.ts'
 import { createApiClient } from './client.ts'
 import type { ApiClient, ChangeInfo, VmInfo } from './client.ts'
 import { loadDaemonConfig } from './config.ts'
 import { AdapterError } from './errors.ts'
+import { definitionToJson } from './vm-definition.ts'
 import { KEY_ENV, URL_ENV } from './protocol.ts'
+import { importRoutes } from './route-import.ts'
+import type { ImportReport } from './route-import.ts'
 
 /** The process streams and environment a command uses (injectable for tests). */
 export interface CliIo {
@@ -30,6 +34,9 @@ commands:
   lock NAME               protect from delete and rebuild
   unlock NAME
   delete NAME [--force]   asks for confirmation on a terminal unless --force
+  import-routes FILE      adopt the routes of a route file the daemon did not write (v1 or
+                          Mulch's format) as static VMs, in the local daemon's registry
+                          (--config); the daemon may then overwrite FILE
 
 The daemon is found from --url/--key (before or after the command), else $${URL_ENV}/$${KEY_ENV},
 else the local daemon's config (--config, $VMFRONT_DAEMON_CONFIG or /etc/vmfront/daemon.toml).`
@@ -136,6 +143,26 @@ function printChange (io: CliIo, verb: string, name: string, change: ChangeInfo,
   for (const warning of change.warnings) io.stderr.write(`warning: ${warning}\n`)
 }
 
+function printImport (io: CliIo, report: ImportReport, routesFile: string, json: boolean): void {
+  if (json) {
+    io.stdout.write(JSON.stringify({ file: report.file, format: report.format, routes: report.routes, vms: report.vms.map((r) => ({ name: r.vm, address: r.address, definition: definitionToJson(r.definition) })) }, null, 2) + '\n')
+  } else {
+    const n = report.vms.length
+    io.stdout.write(`imported ${report.routes} route${report.routes === 1 ? '' : 's'} (${report.format} format) of ${report.file} as ${n} static VM${n === 1 ? '' : 's'}:\n`)
+    for (const r of report.vms) {
+      const def = r.definition
+      const served = def.domains.map((d) => `${d.domain}->${d.port}`)
+      const redirected = def.redirects.map((x) => `${x.from} (redirect to ${x.to})`)
+      io.stdout.write(`  ${r.vm}\t${r.address}\t${[...served, ...redirected].join(', ')}\n`)
+    }
+  }
+  if (resolve(report.file) === resolve(routesFile)) {
+    io.stderr.write(`the daemon may now overwrite ${routesFile}: start it, or send it SIGHUP if it is running\n`)
+  } else {
+    io.stderr.write(`note: the daemon's routes_file is ${routesFile}, not ${report.file}; it is still checked when the daemon starts\n`)
+  }
+}
+
 async function confirm (io: CliIo, question: string): Promise<boolean> {
   const rl = createInterface({ input: io.stdin, output: io.stderr })
   try {
@@ -203,6 +230,13 @@ export async function runVmCommand (argv: readonly string[], io: CliIo): Promise
       }
       const change = await connect(args, io.env).remove(name)
       printChange(io, 'deleted', name, change, args.json)
+      return 0
+    }
+    case 'import-routes': {
+      const [file] = need(args, 1, 'a route file')
+      // Local on purpose: a daemon that found this file refuses to start until it is imported.
+      const config = loadDaemonConfig(args.config, io.env)
+      printImport(io, importRoutes(config, file), config.routesFile, args.json)
       return 0
     }
     default:

@@ -18,7 +18,7 @@ Commands:
   routes check FILE            validate a route file; print each problem with its JSON path
   daemon [--config FILE]       run the slim VM-manager core
   vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
-                               lock NAME, unlock NAME, delete NAME [--force]
+                               lock NAME, unlock NAME, delete NAME [--force], import-routes FILE
   help                         this text
 
 Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.

@@ -13,8 +13,15 @@
  * flight or waiting and a full bucket carries no information (a fresh one behaves
  * the same), so a sweep drops it: on an unref'd timer every `sweepIntervalMs`, and
  * lazily when a new IP arrives after a missed sweep. Under a flood of distinct IPs
- * the number of entries is thus bounded by the arrival rate times
- * (sweep interval + time to refill the bucket + limit_max_delay).
+ * the number of entries would grow with the arrival rate times (sweep interval +
+ * time to refill the bucket + limit_max_delay), so it is also capped: past
+ * `maxTrackedIps` the oldest entries that hold no request are forgotten (their
+ * clients get a fresh bucket: failing open keeps the proxy answering everyone).
+ * Entries holding a request stay, bounded by the requests themselves.
+ *
+ * Input decides no other size: at most `maxQueuedPerIp` requests of one IP wait for
+ * a slot (more get a 429 at once), and the wait line is an intrusive doubly linked
+ * list, so a request leaves it in O(1) wherever it stands.
  */
 import { ProxyError } from './errors.ts'
 import { createIpMatcher, ipEntryProblem, normalizeIp } from './ip-match.ts'
@@ -84,6 +91,10 @@ export interface RateLimiterOptions {
   readonly timers?: RateLimitTimers
   /** How often idle per-IP state is dropped. Default 10 000 ms. */
   readonly sweepIntervalMs?: number
+  /** Requests of one IP that may wait for a concurrency slot (per profile); more get a 429 at once. Default 64. */
+  readonly maxQueuedPerIp?: number
+  /** Per-IP entries kept per profile before the oldest idle ones are forgotten. Default 100 000. */
+  readonly maxTrackedIps?: number
 }
 
 /** One IP's state in a snapshot. */
@@ -107,8 +118,15 @@ export interface ProfileRateState {
   readonly inFlight: number
   readonly queued: number
   readonly delayed: number
-  /** Counts since start. */
-  readonly totals: { readonly queued: number, readonly delayed: number, readonly refusedConcurrency: number, readonly refusedRate: number, readonly aborted: number }
+  /**
+   * Counts since start. `queueFull`: concurrency 429s (also in `refusedConcurrency`)
+   * given at once because the IP already had `maxQueuedPerIp` requests waiting.
+   * `evicted`: entries forgotten, bucket unfinished, to stay under `maxTrackedIps`.
+   */
+  readonly totals: {
+    readonly queued: number, readonly delayed: number, readonly refusedConcurrency: number, readonly refusedRate: number,
+    readonly aborted: number, readonly queueFull: number, readonly evicted: number
+  }
   /** The busiest IPs: by in-flight + queued, then by tokens used. */
   readonly top: readonly IpRateState[]
 }
@@ -136,6 +154,14 @@ export interface RateLimiter {
 /** Float slack when comparing times, so 3 × (1000/3) ms counts as a full second. */
 const EPSILON_MS = 1e-6
 const DEFAULT_SWEEP_INTERVAL_MS = 10_000
+/**
+ * A waiting request costs a promise, a timer and a node (~0.5 KB); 64 per IP lets a
+ * NAT of several browsers (~6 connections each) queue a full page's worth of
+ * requests, while one client can no longer grow the line without bound.
+ */
+export const DEFAULT_MAX_QUEUED_PER_IP = 64
+/** About 150 bytes an entry with the Map slot: ~15 MB per limited profile at most. */
+export const DEFAULT_MAX_TRACKED_IPS = 100_000
 
 /** The state of one client IP under one profile. */
 class Entry {
@@ -148,8 +174,14 @@ class Entry {
    * used = (tat - now) / interval, so the bucket is one number, refilled by time.
    */
   tat = Number.NEGATIVE_INFINITY
-  /** Requests waiting for a slot, oldest first. Non-empty only while inFlight is at the limit. */
-  queue: Pending[] | undefined = undefined
+  /**
+   * Requests waiting for a slot, oldest first: an intrusive list through
+   * `Pending.prev/next`, so any of them leaves it in O(1). Non-empty only while
+   * inFlight is at the limit.
+   */
+  head: Pending | undefined = undefined
+  tail: Pending | undefined = undefined
+  queued = 0
 }
 
 /** An entry that carries no information: a fresh one would behave the same. */
@@ -157,7 +189,12 @@ function isIdle (e: Entry, t: number): boolean {
   return e.inFlight === 0 && e.delayed === 0 && e.tat <= t
 }
 
-interface Counts { queued: number, delayed: number, refusedConcurrency: number, refusedRate: number, aborted: number }
+/** An entry no request depends on (nothing in flight, delayed or queued): forgetting it only forgives its bucket. */
+function holdsNothing (e: Entry): boolean {
+  return e.inFlight === 0 && e.delayed === 0
+}
+
+interface Counts { queued: number, delayed: number, refusedConcurrency: number, refusedRate: number, aborted: number, queueFull: number, evicted: number }
 
 interface ProfileState {
   readonly profile: RateProfile
@@ -171,6 +208,8 @@ interface ProfileState {
   readonly vip: IpMatcher
   /** Replaced, not only trimmed, by a sweep that drops most of it. */
   entries: Map<string, Entry>
+  /** `entries.size` at which a new IP first makes room (raised while busy entries fill the map). */
+  evictAt: number
   readonly counts: Counts
 }
 
@@ -184,6 +223,9 @@ interface Pending extends Wait {
   readonly state: ProfileState
   readonly entry: Entry
   readonly signal: AbortSignal | undefined
+  /** Neighbours in `entry`'s wait line while `phase` is 'queued'. */
+  prev: Pending | undefined
+  next: Pending | undefined
 }
 
 const NODE_TIMERS: RateLimitTimers = {
@@ -207,7 +249,7 @@ function checkProfile (p: RateProfile): string | undefined {
   return undefined
 }
 
-function profileState (profile: RateProfile): ProfileState {
+function profileState (profile: RateProfile, maxTrackedIps: number): ProfileState {
   const intervalMs = profile.limitRequestsPerSecond > 0 ? 1000 / profile.limitRequestsPerSecond : 0
   return {
     profile,
@@ -220,7 +262,8 @@ function profileState (profile: RateProfile): ProfileState {
     maxDelayMs: profile.limitMaxDelayMs,
     vip: createIpMatcher(profile.vipList),
     entries: new Map(),
-    counts: { queued: 0, delayed: 0, refusedConcurrency: 0, refusedRate: 0, aborted: 0 }
+    evictAt: maxTrackedIps,
+    counts: { queued: 0, delayed: 0, refusedConcurrency: 0, refusedRate: 0, aborted: 0, queueFull: 0, evicted: 0 }
   }
 }
 
@@ -247,15 +290,19 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
   const timers = options.timers ?? NODE_TIMERS
   const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS
   if (!(sweepIntervalMs > 0)) throw new ProxyError('CONFIG_INVALID', `rate limiter: sweepIntervalMs must be > 0, not ${sweepIntervalMs}`)
+  const maxQueuedPerIp = options.maxQueuedPerIp ?? DEFAULT_MAX_QUEUED_PER_IP
+  const maxTrackedIps = options.maxTrackedIps ?? DEFAULT_MAX_TRACKED_IPS
+  if (!Number.isInteger(maxQueuedPerIp) || maxQueuedPerIp < 0) throw new ProxyError('CONFIG_INVALID', `rate limiter: maxQueuedPerIp must be a whole number >= 0, not ${maxQueuedPerIp}`)
+  if (!Number.isInteger(maxTrackedIps) || maxTrackedIps < 4) throw new ProxyError('CONFIG_INVALID', `rate limiter: maxTrackedIps must be a whole number >= 4, not ${maxTrackedIps}`)
 
   const states = new Map<string, ProfileState>()
   for (const profile of options.profiles) {
     const problem = checkProfile(profile)
     if (problem !== undefined) throw new ProxyError('CONFIG_INVALID', `rate profile "${String(profile.name)}": ${problem}`)
     if (states.has(profile.name)) throw new ProxyError('CONFIG_INVALID', `rate profile "${profile.name}" is defined twice`)
-    states.set(profile.name, profileState(profile))
+    states.set(profile.name, profileState(profile, maxTrackedIps))
   }
-  if (!states.has(DEFAULT_PROFILE_NAME)) states.set(DEFAULT_PROFILE_NAME, profileState(unlimitedProfile()))
+  if (!states.has(DEFAULT_PROFILE_NAME)) states.set(DEFAULT_PROFILE_NAME, profileState(unlimitedProfile(), maxTrackedIps))
   const defaultState = states.get(DEFAULT_PROFILE_NAME) as ProfileState
   const limitedStates = [...states.values()].filter((s) => s.limited)
 
@@ -306,11 +353,11 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
 
   /** Frees one slot of `e`. The oldest queued request takes it over, so newcomers cannot barge in. */
   function releaseSlot (s: ProfileState, e: Entry): void {
-    const queue = e.queue
-    // A loop, not recursion: each queued request the bucket refuses frees the slot
-    // again, and a queue may be long.
-    while (queue !== undefined && queue.length > 0) {
-      if (takeOver(queue.shift() as Pending)) return
+    // A loop, not recursion: each queued request the bucket refuses frees the slot again.
+    while (e.head !== undefined) {
+      const oldest = e.head
+      unqueue(oldest)
+      if (takeOver(oldest)) return
     }
     e.inFlight--
   }
@@ -332,7 +379,10 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
   function pending (s: ProfileState, e: Entry, signal: AbortSignal | undefined, phase: 'queued' | 'sleeping'): Pending {
     let resolve!: (verdict: Verdict) => void
     const promise = new Promise<Verdict>((r) => { resolve = r })
-    const p: Pending = { kind: 'wait', promise, cancel: () => { cancel(p) }, phase, timer: undefined, ticket: undefined, resolve, state: s, entry: e, signal }
+    const p: Pending = {
+      kind: 'wait', promise, cancel: () => { cancel(p) }, phase, timer: undefined, ticket: undefined, resolve, state: s, entry: e, signal,
+      prev: undefined, next: undefined
+    }
     signal?.addEventListener('abort', p.cancel)
     return p
   }
@@ -356,10 +406,26 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     settle(p, concurrencyRefusal(p.state))
   }
 
+  /** Appends `p` to its entry's wait line. */
+  function enqueue (p: Pending): void {
+    const e = p.entry
+    p.prev = e.tail
+    if (e.tail === undefined) e.head = p
+    else e.tail.next = p
+    e.tail = p
+    e.queued++
+  }
+
+  /** Takes `p` (phase 'queued', so in the line) out of its entry's wait line: O(1). */
   function unqueue (p: Pending): void {
-    const queue = p.entry.queue as Pending[]
-    const i = queue.indexOf(p)
-    if (i !== -1) queue.splice(i, 1)
+    const e = p.entry
+    if (p.prev === undefined) e.head = p.next
+    else p.prev.next = p.next
+    if (p.next === undefined) e.tail = p.prev
+    else p.next.prev = p.prev
+    p.prev = undefined
+    p.next = undefined
+    e.queued--
   }
 
   function settle (p: Pending, verdict: Verdict): void {
@@ -417,14 +483,19 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
       // VIPs never get an entry, so a known IP skips the (costlier) VIP match.
       if (s.vip.matches(key)) return UNLIMITED
       if (now() - lastSweep >= sweepIntervalMs) sweep()
+      if (s.entries.size >= s.evictAt) makeRoom(s)
       e = new Entry()
       s.entries.set(key, e)
     }
     if (s.maxInFlight > 0) {
       if (e.inFlight >= s.maxInFlight) {
         if (s.overflowMs === 0) return concurrencyRefusal(s)
+        if (e.queued >= maxQueuedPerIp) {
+          s.counts.queueFull++
+          return concurrencyRefusal(s)
+        }
         const p = pending(s, e, signal, 'queued')
-        ;(e.queue ??= []).push(p)
+        enqueue(p)
         s.counts.queued++
         p.timer = timers.setTimeout(() => { overflow(p) }, s.overflowMs)
         return p
@@ -432,6 +503,28 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
       e.inFlight++
     }
     return afterSlot(s, e, signal)
+  }
+
+  /**
+   * Forgets the oldest entries that hold no request (Map order is arrival order)
+   * until a quarter of `maxTrackedIps` is free. When busy entries keep the map full,
+   * the next attempt waits until another quarter has arrived, so the cost of these
+   * passes stays O(1) per new IP.
+   */
+  function makeRoom (s: ProfileState): void {
+    const quarter = Math.floor(maxTrackedIps / 4)
+    const target = maxTrackedIps - quarter
+    const entries = s.entries
+    let evicted = 0
+    for (const [ip, e] of entries) {
+      if (entries.size <= target) break
+      if (holdsNothing(e)) {
+        entries.delete(ip)
+        evicted++
+      }
+    }
+    s.counts.evicted += evicted
+    s.evictAt = Math.max(maxTrackedIps, entries.size + quarter)
   }
 
   function sweep (): number {
@@ -454,6 +547,7 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
       } else {
         entries.forEach((e, ip) => { if (isIdle(e, t)) entries.delete(ip) })
       }
+      s.evictAt = Math.max(maxTrackedIps, s.entries.size + Math.floor(maxTrackedIps / 4))
     }
     return removed
   }
@@ -480,7 +574,7 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
       let delayed = 0
       const top: IpRateState[] = []
       for (const [ip, e] of s.entries) {
-        const q = e.queue?.length ?? 0
+        const q = e.queued
         inFlight += e.inFlight
         queued += q
         delayed += e.delayed

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createKeyChecker, hashKey, loadApiKeys, readClientKey } from '../../daemon-adapter/api-keys.ts'
 import { spawn } from 'node:child_process'
@@ -196,10 +196,11 @@ t.test('daemon + vm client end to end', async (t) => {
   t.match(confirmed.out, 'deleted VM "json"')
   t.equal((await runVm(['vm', 'info', 'json'], env)).code, 1, 'gone after "y"')
 
-  // SIGHUP to the daemon rewrites the route file from the registry.
-  writeFileSync(join(dir, 'routes.json'), 'garbage')
+  // SIGHUP to the daemon rewrites the route file from the registry (here: a removed
+  // one; a file someone else wrote is never overwritten, see route-file-ownership).
+  rmSync(join(dir, 'routes.json'))
   daemon.child.kill('SIGHUP')
-  await until('the route file is rewritten', () => readFileSync(join(dir, 'routes.json'), 'utf8').includes('clash.example.com'), 5000)
+  await until('the route file is rewritten', () => existsSync(join(dir, 'routes.json')) && readFileSync(join(dir, 'routes.json'), 'utf8').includes('clash.example.com'), 5000)
 
   // Restart: the registry persisted.
   t.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM stops the daemon with exit 0')

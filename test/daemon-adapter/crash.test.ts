@@ -4,12 +4,12 @@
  * file is rewritten to match it.
  */
 import t from 'tap'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { parseRouteFileText } from '../../proxy/route-table.ts'
 import { startBackend, deadPort } from '../helpers/backend.ts'
-import { runVm, startDaemonProcess, tempDir, writeDaemonConfig } from './daemon-process.ts'
+import { runCli, runVm, startDaemonProcess, tempDir, writeDaemonConfig } from './daemon-process.ts'
 
 function routeTargets (file: string): Record<string, string | undefined> {
   const parsed = parseRouteFileText(readFileSync(file, 'utf8'))
@@ -61,8 +61,15 @@ t.test('kill -9 while a create, a rebuild and a retirement are in flight', async
     { vm: 'moving', number: 0, state: 'active' }
   ])
   raw.close()
-  // Someone (or something) mangled the route file meanwhile.
+  // Someone (or something) mangled the route file meanwhile: the daemon did not
+  // write that, so it refuses to start rather than overwrite it...
   writeFileSync(routesFile, '{"version": 1, "rou')
+  const refused = await runCli(['daemon', '--config', configFile])
+  t.equal(refused.code, 2, 'a route file the daemon did not write stops the start')
+  t.match(refused.stderr, `the route file ${routesFile} was not written by this daemon (it holds text that is not a valid route file)`)
+  t.equal(readFileSync(routesFile, 'utf8'), '{"version": 1, "rou', 'left as it was')
+  // ...until the operator moves it away.
+  renameSync(routesFile, `${routesFile}.mangled`)
 
   daemon = await startDaemonProcess(t, configFile)
   const listed = JSON.parse((await runVm(['vm', 'list', '--json'], env())).stdout) as { name: string, revision: number, revisions: { state: string }[] }[]

@@ -22,9 +22,15 @@ process.stdout.write('ready\\n')
 setInterval(() => {}, 60000)
 `
 
-/** A process that prints "hup N" on each SIGHUP; `next()` resolves with the next line. */
-async function startCounter (t: { teardown (fn: () => unknown): void, equal (a: unknown, b: unknown): unknown }): Promise<{ pid: number, next: () => Promise<string> }> {
-  const child = spawn(NODE, ['--input-type=module', '-e', COUNTER], { stdio: ['ignore', 'pipe', 'inherit'] })
+/**
+ * A process that prints "hup N" on each SIGHUP; `next()` resolves with the next line.
+ * Its command line is `node DIR/vmfront proxy`, as a vmfront proxy's is: the
+ * notifier signals nothing else.
+ */
+async function startCounter (t: { teardown (fn: () => unknown): void, equal (a: unknown, b: unknown): unknown }, dir: string): Promise<{ pid: number, next: () => Promise<string> }> {
+  const script = join(dir, 'vmfront')
+  writeFileSync(script, COUNTER)
+  const child = spawn(NODE, [script, 'proxy'], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { child.kill('SIGKILL') })
   const lines: string[] = []
   let wake: (() => void) | undefined
@@ -46,7 +52,7 @@ async function startCounter (t: { teardown (fn: () => unknown): void, equal (a: 
 
 t.test('a burst of requests is one SIGHUP', async (t) => {
   const dir = tempDir(t)
-  const counter = await startCounter(t)
+  const counter = await startCounter(t, dir)
   const pidFile = join(dir, 'proxy.pid')
   writeFileSync(pidFile, `${counter.pid}\n`)
   const notifier = createProxyNotifier({ pidFile, debounceMs: 300, log: silentLogger() })
@@ -87,7 +93,7 @@ t.test('missing, garbled and stale PID files are reported, not thrown', async (t
 
 t.test('publisher: writes on change only, signals once per write burst', async (t) => {
   const dir = tempDir(t)
-  const counter = await startCounter(t)
+  const counter = await startCounter(t, dir)
   const pidFile = join(dir, 'proxy.pid')
   writeFileSync(pidFile, `${counter.pid}\n`)
   const registry = openRegistry(join(dir, 'r.sqlite'))

@@ -18,9 +18,9 @@ function profile (name: string, limits: Limits): RateProfile {
   return { ...unlimitedProfile(name), ...limits }
 }
 
-function setup (t: Test, limits: Limits, extra: RateProfile[] = [], sweepIntervalMs = 60_000): { clock: FakeClock, limiter: RateLimiter } {
+function setup (t: Test, limits: Limits, extra: RateProfile[] = [], sweepIntervalMs = 60_000, maxQueuedPerIp?: number): { clock: FakeClock, limiter: RateLimiter } {
   const clock = new FakeClock()
-  const limiter = createRateLimiter({ profiles: [profile('p', limits), ...extra], now: clock.now, timers: clock.timers, sweepIntervalMs })
+  const limiter = createRateLimiter({ profiles: [profile('p', limits), ...extra], now: clock.now, timers: clock.timers, sweepIntervalMs, maxQueuedPerIp })
   t.teardown(() => { limiter.close() })
   return { clock, limiter }
 }
@@ -266,7 +266,8 @@ t.test('concurrency then bucket: the slot is held while delayed, and a rate refu
     t.equal(state(limiter).inFlight, 0)
   })
   await t.test('a long queue refused by the bucket unwinds without recursion', async (t) => {
-    const { limiter } = setup(t, { concurrentMaxRequests: 1, concurrentOverflowTimeoutMs: 5000, limitBurstRequests: 1, limitRequestsPerSecond: 1 })
+    // A line that long needs the per-IP cap raised (64 by default).
+    const { limiter } = setup(t, { concurrentMaxRequests: 1, concurrentOverflowTimeoutMs: 5000, limitBurstRequests: 1, limitRequestsPerSecond: 1 }, [], 60_000, 20_000)
     const a = go(t, limiter.admit(IP, 'p'))
     const boxes: Array<{ verdict?: Verdict }> = []
     for (let i = 0; i < 20_000; i++) boxes.push(watch(limiter.admit(IP, 'p') as Wait))
