@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
 import { parseRouteFileText } from './route-table.ts'
+import { versionLine } from './build-info.ts'
+import { nearestWord } from './suggest.ts'
 
 const USAGE = `Usage: vmfront <command> [options]
 
@@ -19,10 +21,38 @@ Commands:
   daemon [--config FILE]       run the slim VM-manager core
   vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
                                lock NAME, unlock NAME, delete NAME [--force], import-routes FILE
+  version                      print the version, the commit when known, and the Node version
   help                         this text
+
+Options: --version prints the version; COMMAND --help prints that command's usage.
 
 Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.
 `
+
+const PROXY_USAGE = `Usage: vmfront proxy [--config FILE]
+
+Runs the proxy in the foreground. Without --config it runs on the embedded default
+(HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9180, a built-in example backend).
+Signals: SIGHUP reloads, SIGTERM/SIGINT drain and exit, SIGUSR2 writes a dump.
+
+Options:
+  -c, --config FILE   the proxy's TOML configuration
+  -h, --help          this text
+`
+
+const ROUTES_USAGE = `Usage: vmfront routes check FILE
+
+Validates a route file (v1 or Mulch's mulch-proxy-domains.db format) without
+starting anything. Problems go to stdout, one per line with its JSON path; the
+verdict goes to stderr. Exit status: 0 valid, 2 invalid or unreadable.
+`
+
+const COMMANDS = ['proxy', 'routes', 'daemon', 'vm', 'version', 'help'] as const
+
+function unknownWord (what: string, word: string, known: readonly string[]): string {
+  const near = nearestWord(word, known)
+  return `${what} "${word}"${near === undefined ? '' : `: did you mean "${near}"?`}`
+}
 
 function fail (code: number, message: string): number {
   process.stderr.write(message.endsWith('\n') ? message : message + '\n')
@@ -34,9 +64,12 @@ async function runProxyCommand (args: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
   } catch (err) {
-    return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${USAGE}`)
+    return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${PROXY_USAGE}`)
   }
-  if (values.help === true) return fail(0, USAGE)
+  if (values.help === true) {
+    process.stdout.write(PROXY_USAGE)
+    return 0
+  }
   let config
   try {
     config = loadConfig(values.config)
@@ -58,8 +91,13 @@ async function runProxyCommand (args: string[]): Promise<number> {
 }
 
 async function runRoutesCommand (args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h') || args[0] === 'help') {
+    process.stdout.write(ROUTES_USAGE)
+    return 0
+  }
   const [sub, file, ...rest] = args
-  if (sub !== 'check' || file === undefined || rest.length > 0) return fail(2, 'Usage: vmfront routes check FILE')
+  if (sub !== undefined && sub !== 'check') return fail(2, `vmfront routes: ${unknownWord('unknown subcommand', sub, ['check'])}\n\n${ROUTES_USAGE}`)
+  if (file === undefined || rest.length > 0) return fail(2, ROUTES_USAGE)
   let text: string
   try {
     text = await readFile(file, 'utf8')
@@ -102,10 +140,15 @@ export async function main (argv: string[]): Promise<number> {
     case '-h':
       process.stdout.write(USAGE)
       return 0
+    case 'version':
+    case '--version':
+    case '-V':
+      process.stdout.write(versionLine() + '\n')
+      return 0
     case undefined:
       return fail(2, USAGE)
     default:
-      return fail(2, `vmfront: unknown command "${command}"\n\n${USAGE}`)
+      return fail(2, `vmfront: ${unknownWord('unknown command', command, COMMANDS)}\n\n${USAGE}`)
   }
 }
 

@@ -6,6 +6,7 @@
  * cached per domain so the request path does no label hashing.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { buildInfo } from './build-info.ts'
 
 /** The `domain` label value of hosts outside the route table. */
 export const UNKNOWN_DOMAIN = '_unknown'
@@ -44,8 +45,16 @@ export interface ProxyMetrics {
 /** Creates the registry and every metric. One per proxy process (no globals). */
 export function createMetrics (options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
   const registry = new Registry()
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry })
+    // prom-client exports these gauges with a counter's `_total` suffix, which
+    // `promtool check metrics` rejects; the per-type gauges without it carry the same.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name)
+  }
   const registers = [registry]
+  const build = buildInfo()
+  new Gauge({ name: 'vmfront_build_info', help: 'Always 1: the running version, its git commit (empty when unknown) and the Node version.', labelNames: ['version', 'commit', 'node'] as const, registers })
+    .set({ version: build.version, commit: build.commit, node: build.node }, 1)
 
   const requests = new Counter({ name: 'vmfront_http_requests_total', help: 'HTTP requests answered, by route domain, status code and method.', labelNames: ['domain', 'code', 'method'] as const, registers })
   const duration = new Histogram({
