@@ -304,8 +304,8 @@ export async function hpackBomb (target: H2Target, options: { refs: number, valu
   const refs = Buffer.alloc(options.refs, 0xbe)
   const block = Buffer.concat([requestBlock(target.servername, '/hpack-bomb'), add, refs])
   conn.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, block))
-  // Refused means: no request answered 200; either the stream is reset, answered 431, or the connection goes away.
-  const outcome = { ...await conn.goawayOrClose(options.boundMs ?? 3000) }
+  // Refused: the stream is reset or answered by the listener itself, or the connection goes away.
+  const outcome = { ...await conn.until((o) => o.responses.length > 0 || Object.keys(o.resets).length > 0 || o.goaway !== undefined, options.boundMs ?? 3000) }
   conn.destroy()
   return outcome
 }
