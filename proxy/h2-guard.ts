@@ -37,7 +37,7 @@ export const H2_MAX_CONCURRENT_STREAMS = 100
  * Twice the concurrency per 10 s: a browser that abandons a page cancels at most its open
  * streams at once, an attack resets thousands per second.
  */
-export const H2_GUARD_DEFAULTS = { resetBudget: 2 * H2_MAX_CONCURRENT_STREAMS, resetWindowMs: 10_000, graceMs: 1000 } as const
+export const H2_GUARD_DEFAULTS = { resetBudget: 2 * H2_MAX_CONCURRENT_STREAMS, resetWindowMs: 10_000, graceMs: 500 } as const
 
 /** nghttp2 library errors (nghttp2.h) that mean a flood, not a broken client. */
 const FLOOD_ERRNO: Record<number, H2AbuseReason> = {
