@@ -4,8 +4,10 @@
  * - Rapid reset (CVE-2023-44487): a request is dispatched one turn after it arrives, and
  *   only if the client has not reset it meanwhile. HEADERS and RST_STREAM usually arrive
  *   in one read, and the compat 'request' event fires before the RST is processed.
- * - A session that resets more unfinished streams than its budget per window gets
- *   GOAWAY(ENHANCE_YOUR_CALM) and is closed (nginx and Go's x/net count the same way).
+ * - A session that resets more unfinished streams than its budget per window, and more
+ *   than it let finish, gets GOAWAY(ENHANCE_YOUR_CALM) and is closed. The second condition
+ *   spares sessions that carry many clients' requests (a chain parent, a corporate proxy),
+ *   whose client aborts add up but stay a small share of their streams.
  * - The floods nghttp2 refuses itself (SETTINGS/PING ACK floods, CONTINUATION floods)
  *   are counted as abuse too.
  * - A session that is gone (GOAWAY sent, no stream left) keeps its TCP connection only
@@ -22,7 +24,7 @@ import type { ClientRequest, ClientResponse } from './forward.ts'
 export type H2AbuseReason = 'rapid_reset' | 'flood' | 'continuation_flood'
 
 export interface H2GuardOptions {
-  /** Client resets of unfinished streams a session may make per window; one more closes it. */
+  /** Client resets of unfinished streams a session may make per window; past it, a session with more resets than finished streams is closed. */
   resetBudget: number
   resetWindowMs: number
   /** How long streams of an abusive session may finish, and a dead session's socket may linger. */
@@ -62,6 +64,8 @@ interface SessionState {
   readonly socket: TLSSocket
   readonly remoteAddress: string | undefined
   resets: number
+  /** Streams that ended without a client reset, in the same window. */
+  finished: number
   windowStart: number
   abusive: boolean
   /** When the session was first seen gone while its socket was still open. */
@@ -84,7 +88,7 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     const socket = connecting
     connecting = undefined
     if (socket === undefined) return
-    states.set(session, { socket, remoteAddress: socket.remoteAddress, resets: 0, windowStart: Date.now(), abusive: false })
+    states.set(session, { socket, remoteAddress: socket.remoteAddress, resets: 0, finished: 0, windowStart: Date.now(), abusive: false })
     // 'close' comes after the session's 'error' (sessionError below still finds the state).
     session.once('close', () => {
       states.delete(session)
@@ -105,6 +109,11 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     stream.once('aborted', () => {
       if (!stream.destroyed) clientReset(session, state)
     })
+    stream.once('close', () => {
+      if (stream.aborted) return
+      rollWindow(state, Date.now())
+      state.finished++
+    })
   })
 
   server.on('sessionError', (err: Error & { errno?: number }, session: ServerHttp2Session) => {
@@ -116,13 +125,17 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
     options.onAbusive(reason, state.remoteAddress)
   })
 
+  function rollWindow (state: SessionState, now: number): void {
+    if (now - state.windowStart < options.resetWindowMs) return
+    state.windowStart = now
+    state.resets = 0
+    state.finished = 0
+  }
+
   function clientReset (session: Http2Session, state: SessionState): void {
     const now = Date.now()
-    if (now - state.windowStart >= options.resetWindowMs) {
-      state.windowStart = now
-      state.resets = 0
-    }
-    if (++state.resets <= options.resetBudget || state.abusive) return
+    rollWindow(state, now)
+    if (++state.resets <= options.resetBudget || state.resets <= state.finished || state.abusive) return
     state.abusive = true
     options.onAbusive('rapid_reset', state.remoteAddress)
     if (session.destroyed) return
@@ -152,11 +165,16 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
         }
         const stream = (req as http2.Http2ServerRequest).stream
         setImmediate(() => {
-          // Reset by the client in the same read: nothing of it may reach a VM.
-          if (stream.closed || stream.destroyed) return
+          // Reset by the client in the same read: nothing of it may reach a VM. Destroyed here,
+          // as nobody reads its request: an unread stream would hold one of the session's slots.
+          if (stream.closed || stream.destroyed) {
+            stream.destroy()
+            return
+          }
           const state = stream.session === undefined ? undefined : states.get(stream.session)
           if (state?.abusive === true) {
             stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
+            stream.destroy()
             return
           }
           handler(req, res)

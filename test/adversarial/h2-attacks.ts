@@ -71,6 +71,8 @@ export interface ConnectionOutcome {
   goaway?: { errorCode: number, lastStreamId: number, atMs: number }
   /** Response HEADERS frames received (by stream id). */
   responses: number[]
+  /** Streams the server ended (END_STREAM on HEADERS or DATA). */
+  ended: number[]
   /** RST_STREAM frames the server sent, by error code. */
   resets: Record<number, number>
   /** When the TCP connection closed, ms after the attack's first write (undefined: still open at the bound). */
@@ -101,7 +103,7 @@ export interface RawH2 {
 export function openRawH2 (target: H2Target): Promise<RawH2> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ port: target.port, host: target.host ?? '127.0.0.1', servername: target.servername, ALPNProtocols: ['h2'], rejectUnauthorized: false, allowHalfOpen: target.halfOpen === true } as tls.ConnectionOptions)
-    const outcome: ConnectionOutcome = { responses: [], resets: {}, bytesIn: 0 }
+    const outcome: ConnectionOutcome = { responses: [], ended: [], resets: {}, bytesIn: 0 }
     let t0 = Date.now()
     let buf: Buffer = Buffer.alloc(0)
     let isClosed = false
@@ -132,6 +134,7 @@ export function openRawH2 (target: H2Target): Promise<RawH2> {
         const stream = buf.readUInt32BE(5) & 0x7fffffff
         const payload = buf.subarray(9, 9 + len)
         buf = buf.subarray(9 + len)
+        if ((type === FRAME.HEADERS || type === FRAME.DATA) && (flags & FLAG.END_STREAM) !== 0) { outcome.ended.push(stream); notify() }
         if (type === FRAME.SETTINGS && (flags & FLAG.ACK) === 0 && socket.writable) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0))
         else if (type === FRAME.HEADERS) { outcome.responses.push(stream); notify() }
         else if (type === FRAME.RST_STREAM) { const code = payload.readUInt32BE(0); outcome.resets[code] = (outcome.resets[code] ?? 0) + 1; notify() }
@@ -238,6 +241,14 @@ export function resetFrame (id: number): Buffer {
   const code = Buffer.alloc(4)
   code.writeUInt32BE(H2_ERROR.CANCEL)
   return frame(FRAME.RST_STREAM, 0, id, code)
+}
+
+/** Sends GETs on streams `ids` at once and resolves with how many responses were complete (END_STREAM). */
+export async function rawGets (conn: RawH2, target: H2Target, ids: number[], path: string, boundMs = 5000): Promise<number> {
+  const block = requestBlock(target.servername, path)
+  conn.write(Buffer.concat(ids.map((id) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, block))))
+  const answered = (o: ConnectionOutcome): number => ids.filter((id) => o.ended.includes(id)).length
+  return answered(await conn.until((o) => answered(o) === ids.length, boundMs))
 }
 
 /** Sends one GET on stream `id` and resolves once its response HEADERS (or a reset of it) arrived. */

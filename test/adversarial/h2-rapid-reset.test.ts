@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs'
 import { startProxyProcess, routesDoc, metricValue } from '../helpers/proxy-process.ts'
 import { startBackend } from '../helpers/backend.ts'
 import { pollUntil } from '../helpers/pebble.ts'
-import { H2_ERROR, normalClient, openRawH2, quantile, rapidReset, rawGet, resetAfterDispatch, sendResetPairs, type ConnectionOutcome } from './h2-attacks.ts'
+import { H2_ERROR, normalClient, openRawH2, quantile, rapidReset, rawGet, rawGets, resetAfterDispatch, sendResetPairs, type ConnectionOutcome } from './h2-attacks.ts'
 
 // A VM that takes 20 ms per request: 1,000 forwarded requests hold it for seconds. It holds
 // /slow requests for 2 s, so the client resets those before they finish.
@@ -66,11 +66,30 @@ t.test('waves of 1,000 HEADERS+RST_STREAM pairs per connection: none reach the V
 t.test('resets under the budget: none forwarded, and the connection keeps serving', async (t) => {
   const conn = await openRawH2(target)
   t.teardown(() => { conn.destroy() })
-  t.equal(await sendResetPairs(conn, target, { firstId: 1, streams: 150 }), 150, '150 streams opened and reset')
+  t.equal(await sendResetPairs(conn, target, { firstId: 1, streams: 150, batch: 50 }), 150, '150 streams opened and reset')
   t.equal(await rawGet(conn, target, 301, '/after-resets'), 'response', 'a request after the resets is answered')
   t.equal(seen('/rapid-reset'), 0, 'none of the reset streams reached the VM')
   t.equal(seen('/after-resets'), 1, 'the real request did')
   t.equal(conn.outcome.goaway, undefined, 'no GOAWAY under the budget')
+})
+
+t.test('a session carrying many clients (a chain parent, a proxy): resets fewer than its finished streams are tolerated', async (t) => {
+  const conn = await openRawH2(target)
+  t.teardown(() => { conn.destroy() })
+  let id = 1
+  for (let batch = 0; batch < 3; batch++, id += 200) {
+    const ids = Array.from({ length: 100 }, (_, i) => id + 2 * i)
+    t.equal(await rawGets(conn, target, ids, '/busy'), 100, `batch ${batch + 1}: 100 requests answered`)
+  }
+  // Then 250 aborts (past the budget of 200) spread between requests, as aborts of many
+  // clients are. (Node refuses more than max_concurrent_streams new streams in one read,
+  // reset or not: an aggregating client never sends that many at once.)
+  for (let round = 0; round < 5; round++, id += 102) {
+    await sendResetPairs(conn, target, { firstId: id, streams: 50 })
+    t.equal(await rawGet(conn, target, id + 100, '/still-served'), 'response', `round ${round + 1}: 50 streams reset, the next request is served`)
+  }
+  t.equal(conn.outcome.goaway, undefined, 'no GOAWAY: 250 resets against 305 finished streams')
+  t.equal(seen('/rapid-reset'), 0, 'none of the reset streams reached the VM')
 })
 
 t.test('resets after dispatch: the VM sees at most the budget, then GOAWAY', async (t) => {
