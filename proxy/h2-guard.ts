@@ -56,8 +56,6 @@ export interface H2Guard {
   goawayAll (): void
   /** Ends the sockets of sessions that are gone but whose client keeps the connection open. */
   sweep (): void
-  /** Client HTTP/2 sessions open now. */
-  sessions (): number
 }
 
 interface SessionState {
@@ -84,6 +82,7 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
   // own 'secureConnection' listener, which runs after this prepended one.
   let connecting: TLSSocket | undefined
   server.prependListener('secureConnection', (socket: TLSSocket) => { connecting = socket })
+  server.on('secureConnection', () => { connecting = undefined })
   server.on('session', (session: ServerHttp2Session) => {
     const socket = connecting
     connecting = undefined
@@ -165,8 +164,8 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
         }
         const stream = (req as http2.Http2ServerRequest).stream
         setImmediate(() => {
-          // Reset by the client in the same read: nothing of it may reach a VM. Destroyed here,
-          // as nobody reads its request: an unread stream would hold one of the session's slots.
+          // Reset by the client in the same read: nothing of it may reach a VM. Nobody will read
+          // its request, so make sure it is destroyed and frees its slot of the session.
           if (stream.closed || stream.destroyed) {
             stream.destroy()
             return
@@ -189,7 +188,6 @@ export function guardHttp2Sessions (server: Http2SecureServer, options: H2GuardO
         if (session.destroyed && !state.socket.destroyed) state.deadSince ??= now
       }
     },
-    sweep,
-    sessions: () => states.size
+    sweep
   }
 }
