@@ -38,6 +38,8 @@ export interface ProxyMetrics {
   readonly chainChildren: Gauge
   readonly chainSessionResets: Counter<'child'>
   readonly chainAuthFailures: Counter
+  /** Client HTTP/2 connections closed for abuse (rapid reset, floods), by reason. */
+  readonly http2AbusiveConnections: Counter<'reason'>
   /** Set by main: per-profile counts of client IPs with rate-limit state. */
   rateTrackedIps: () => Array<{ profile: string, ips: number }>
 }
@@ -161,6 +163,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     }
   })
   const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
+  const http2AbusiveConnections = new Counter({ name: 'vmfront_http2_abusive_connections_total', help: 'Client HTTP/2 connections closed for abuse, by reason (rapid_reset, flood, continuation_flood).', labelNames: ['reason'] as const, registers })
 
   return {
     registry,
@@ -179,6 +182,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     chainChildren,
     chainSessionResets,
     chainAuthFailures,
+    http2AbusiveConnections,
     get rateTrackedIps () { return state.rateTrackedIps },
     set rateTrackedIps (fn) { state.rateTrackedIps = fn }
   }

@@ -14,6 +14,9 @@ import type { ErrorPages } from './error-pages.ts'
 import type { ListenAddress } from './config-schema.ts'
 import { UNKNOWN_DOMAIN, type ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
+import { guardHttp2Sessions, H2_GUARD_DEFAULTS, H2_MAX_CONCURRENT_STREAMS, type H2Guard } from './h2-guard.ts'
+import { TLS_SERVER_POLICY } from './tls-policy.ts'
+import { createLogThrottle } from './log-throttle.ts'
 
 export interface ListenerOptions {
   requestHeadersMs: number
@@ -99,6 +102,7 @@ export function createListener (
     upgrade(req, socket, head)
   }
   let server: http.Server | http2.Http2SecureServer
+  let h2: H2Guard | undefined
   if (tls === undefined) {
     server = http.createServer({
       headersTimeout: options.requestHeadersMs,
@@ -112,22 +116,33 @@ export function createListener (
     }, handler as http.RequestListener)
     ;(server as http.Server).maxRequestsPerSocket = options.maxRequestsPerConnection
   } else {
-    server = http2.createSecureServer({
+    const secure = http2.createSecureServer({
       allowHTTP1: true,
       key: tls.key,
       cert: tls.cert,
       SNICallback: tls.SNICallback,
-      minVersion: 'TLSv1.2',
+      ...TLS_SERVER_POLICY,
       maxSessionMemory: 64,
       // Bounded streams per client connection; a TLS handshake may not outlast the header timeout.
-      settings: { maxHeaderListSize: options.maxHeaderBytes, maxConcurrentStreams: 250 },
+      settings: { maxHeaderListSize: options.maxHeaderBytes, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS },
       handshakeTimeout: options.requestHeadersMs,
       // HTTP/1.1 over TLS shares the plain listener's parser limits.
       maxHeaderSize: options.maxHeaderBytes,
       headersTimeout: options.requestHeadersMs,
       requestTimeout: 0,
       keepAliveTimeout: options.clientIdleMs
-    } as http2.SecureServerOptions, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+    } as http2.SecureServerOptions)
+    const abuseLog = createLogThrottle(1000)
+    h2 = guardHttp2Sessions(secure, {
+      ...H2_GUARD_DEFAULTS,
+      onAbusive (reason, remoteAddress) {
+        deps.metrics.http2AbusiveConnections.inc({ reason })
+        const suppressed = abuseLog.admit(reason)
+        if (suppressed >= 0) deps.logger.warn('abusive HTTP/2 connection closed', { listener: name, reason, client: remoteAddress, ...(suppressed > 0 ? { suppressed } : {}) })
+      }
+    })
+    secure.on('request', h2.dispatch(handler))
+    server = secure
     server.setTimeout(options.clientIdleMs * 5)
   }
   server.on('upgrade', onUpgrade)
@@ -149,9 +164,12 @@ export function createListener (
     stopAccepting (): void {
       server.close()
       ;(server as http.Server).closeIdleConnections?.()
+      // Every client HTTP/2 session learns at once that it may open no more streams.
+      h2?.goawayAll()
     },
     closeIdle (): void {
       (server as http.Server).closeIdleConnections?.()
+      h2?.sweep()
     },
     openSockets: () => sockets.size + upgraded.size,
     destroyAll (): void {
