@@ -135,6 +135,7 @@ function parseErrorStatus (req: ClientRequest): number | undefined {
  * mulch-proxy). `redirect_to_https`: a plain-HTTP client goes to https with the
  * https listener's port when not 443, except for ACME HTTP-01 paths (SPEC §14: a
  * token the certificate manager did not answer is the VM's own, over plain HTTP).
+ * A chain parent's client goes to the parent's https, not to this child's port.
  * Without an https listener, only a client that came through a trusted front
  * (proxy or chain parent, which terminates TLS) is redirected, with no port:
  * nothing here could answer https, so a direct client is served.
@@ -143,7 +144,7 @@ function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Ident
   const route = entry.route
   if (route.redirectTo !== undefined) return `${identity.client.proto}://${route.redirectTo}${path}`
   if (!route.redirectToHttps || identity.client.proto !== 'http' || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
-  const port = deps.httpsPort()
+  const port = identity.fromParent ? 443 : deps.httpsPort()
   if (port === undefined) return identity.trusted ? `https://${entry.domain}${path}` : undefined
   return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`
 }

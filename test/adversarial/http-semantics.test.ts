@@ -4,7 +4,9 @@
 // malformed chunked body. Raw bytes over node:net against a real proxy process.
 import t from 'tap'
 import net from 'node:net'
-import { startProxyProcess, routesDoc } from '../helpers/proxy-process.ts'
+import http2 from 'node:http2'
+import { startProxyProcess, routesDoc, metricValue } from '../helpers/proxy-process.ts'
+import { clientMistakeFlood } from './http-semantics-attacks.ts'
 import { startBackend, rawRequest } from '../helpers/backend.ts'
 import { pollUntil } from '../helpers/pebble.ts'
 import { openUpgrade, upgradeRequest } from '../helpers/websocket-client.ts'
@@ -48,7 +50,8 @@ t.test('HTTP semantics at the edge', async (t) => {
       { domain: 'app.test', target: app.origin },
       { domain: 'other.test', target: other.origin },
       { domain: 'slow.test', target: slow.origin }
-    ])
+    ]),
+    listen: '[listen]\nhttp = "127.0.0.1:0"\nhttps = "127.0.0.1:0"\nadmin = "127.0.0.1:0"'
   })
   const port = proxy.ports.http
   const warnings = (): number => proxy.logs.filter((l) => l.level === 'warn').length
@@ -116,6 +119,18 @@ t.test('HTTP semantics at the edge', async (t) => {
     }
   })
 
+  await t.test('10: CONNECT over HTTP/2 gets 405 with Allow too, counted once', async (t) => {
+    const before = samples(await proxy.metrics())
+    const session = http2.connect(`https://127.0.0.1:${proxy.ports.https}`, { servername: 'app.test', rejectUnauthorized: false })
+    t.teardown(() => { session.close() })
+    const stream = session.request({ ':method': 'CONNECT', ':authority': 'app.test:443' })
+    const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) => { stream.once('response', resolve) })
+    stream.resume()
+    t.equal(headers[':status'], 405)
+    t.match(headers.allow, /^GET, HEAD, POST/)
+    t.same(delta(before, samples(await proxy.metrics())), { 'vmfront_http_requests_total{domain="_unknown",code="405",method="CONNECT"}': 1 })
+  })
+
   await t.test('10: a pipelined request gets its whole response before the 400 of the malformed one after it', async (t) => {
     const before = samples(await proxy.metrics())
     const res = await rawRequest(port, 'GET /1 HTTP/1.1\r\nHost: slow.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: slow.test\r\nX-Folded: a\r\n b\r\n\r\n')
@@ -148,5 +163,22 @@ t.test('HTTP semantics at the edge', async (t) => {
     const changes = delta(before, samples(await proxy.metrics()))
     t.same(Object.values(changes), [1], `one sample changed, by one: ${JSON.stringify(changes)}`)
     t.match(Object.keys(changes)[0], /code="400"/, 'as a 400')
+  })
+
+  await t.test('10: a bounded flood of every mistake: right answers, nothing to the VM, nothing left open', async (t) => {
+    const before = samples(await proxy.metrics())
+    const reached = app.requests.length
+    const stats = await clientMistakeFlood({ port, host: 'app.test', rounds: 10, concurrency: 10 })
+    t.same(stats.unexpected, {}, `every answer as expected (${stats.sent} connections in ${stats.ms} ms) ${JSON.stringify(stats.examples)}`)
+    t.equal(app.requests.length - reached, stats.validRequests, 'only the valid pipelined requests reached the VM')
+    const changes = delta(before, samples(await proxy.metrics()))
+    t.same(Object.keys(changes).filter((k) => k.startsWith('vmfront_upstream_errors_total')), [], 'no upstream error')
+    let left: Array<number | undefined> = []
+    await pollUntil(async () => {
+      const m = await proxy.metrics()
+      left = [metricValue(m, 'vmfront_open_connections'), metricValue(m, 'vmfront_http_requests_in_flight')]
+      return left[0] === 0 && left[1] === 0
+    }, 5000, 'client connections and in-flight requests back to none').catch(() => {})
+    t.same(left, [0, 0], 'no client connection or in-flight request left (measured: open connections, in flight)')
   })
 })

@@ -62,6 +62,8 @@ async function harness (t: Test): Promise<Harness> {
     httpsPort: () => https.port,
     active: new Set<ActiveRequest>(),
     // A fake certificate manager: it knows one token, and leaves every other request alone.
+    // A fake chain parent: requests carrying this header are the parent's.
+    fromChainParent: (req) => req.headers['x-test-chain-parent'] === 'yes',
     challenge: (req, res: ClientResponse) => {
       challenges.push(req.url ?? '')
       if (req.url !== '/.well-known/acme-challenge/known-token') return false
@@ -120,6 +122,8 @@ t.test('redirect_to_https reads the https port when the redirect is built', asyn
   t.same([viaFront.status, viaFront.location], [308, 'https://secure.test:9443/a'], 'the https listener\'s own redirects too')
   t.equal((await ask(h.httpsSchemePort, '/a', 'secure.test')).status, 200, 'an https client is served')
   t.equal((await ask(h.httpsSchemePort, '/a', 'old.test')).location, 'https://new.test/a', 'redirect_to keeps the scheme')
+  const viaParent = await ask(h.httpPort, '/a', 'secure.test', { headers: 'X-Test-Chain-Parent: yes\r\nX-Forwarded-Proto: http\r\n' })
+  t.same([viaParent.status, viaParent.location], [308, 'https://secure.test/a'], 'a chain parent\'s client goes to the parent\'s https, not to this child\'s port')
   h.https.port = undefined
   t.equal((await ask(h.httpPort, '/a', 'secure.test')).status, 200, 'no https listener: a direct client is served')
   const trusted = await ask(h.httpPort, '/a', 'secure.test', { trusted: true, headers: 'X-Forwarded-Proto: http\r\n' })
