@@ -20,9 +20,9 @@ import { writeRawResponse } from './raw-response.ts'
 export const FORWARDED_METHODS = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH'
 
 /**
- * Set on a socket whose request in flight failed to parse in its body (bad
- * chunking): that request is already counted by the request handler's own
- * record, which takes this status instead of 499.
+ * Set on a request whose body failed to parse (bad chunking): the request handler
+ * already saw it and counts it when its response closes, with this status
+ * (not 499, and not as an upstream error).
  */
 export const CLIENT_ERROR_STATUS = Symbol('vmfront.clientErrorStatus')
 
@@ -38,13 +38,18 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
 /** The ServerResponse Node keeps on a socket while a request on it is answered. */
 interface PendingResponse {
   readonly headersSent: boolean
-  readonly req?: { readonly complete: boolean }
+  readonly req?: IncomingMessage
   once (event: 'finish' | 'close', listener: () => void): unknown
 }
 
+/** A request as the parser holds it. */
+type ParsedRequest = IncomingMessage & { [CLIENT_ERROR_STATUS]?: number }
+
 type HttpSocket = Socket & {
+  /** The response being written on this socket (the first of any pipelined ones). */
   _httpMessage?: PendingResponse | null
-  [CLIENT_ERROR_STATUS]?: number
+  /** Node's parser; `incoming` is the last request it started (complete or not). */
+  parser?: { incoming?: ParsedRequest | null } | null
   [ANSWERED]?: boolean
 }
 
@@ -111,12 +116,13 @@ export function createClientErrorHandler (listener: string, metrics: ProxyMetric
     const status = statusOf(err)
     logger.debug('client error', { listener, code: err.code, status })
     const pending = socket._httpMessage ?? undefined
-    if (pending !== undefined && pending.req?.complete === false) {
-      // The error is inside the body of the request being answered: that request
-      // counts itself (with this status) when its response closes.
-      socket[CLIENT_ERROR_STATUS] = status
-      // Once the socket is ended, a late upstream answer cannot follow the error on the wire.
-      if (!pending.headersSent) writeRawResponse(socket, status, pages)
+    const parsing = socket.parser?.incoming ?? undefined
+    if (parsing !== undefined && !parsing.complete) {
+      // The error is inside the body of a request the handler already has: that
+      // request counts itself, with this status, when its response closes. Once the
+      // socket is ended, a late upstream answer cannot follow the error on the wire.
+      parsing[CLIENT_ERROR_STATUS] = status
+      if (pending !== undefined && pending.req === parsing && !pending.headersSent) writeRawResponse(socket, status, pages)
       else socket.destroy()
       return
     }

@@ -125,8 +125,7 @@ function originFormPath (req: ClientRequest): string | undefined {
 
 /** The status the listener gave a request whose body failed to parse (client-errors.ts), if any. */
 function parseErrorStatus (req: ClientRequest): number | undefined {
-  if (req.httpVersionMajor !== 1) return undefined
-  return (req.socket as { [CLIENT_ERROR_STATUS]?: number } | null)?.[CLIENT_ERROR_STATUS]
+  return (req as { [CLIENT_ERROR_STATUS]?: number })[CLIENT_ERROR_STATUS]
 }
 
 /**
@@ -147,6 +146,17 @@ function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Ident
   const port = identity.fromParent ? 443 : deps.httpsPort()
   if (port === undefined) return identity.trusted ? `https://${entry.domain}${path}` : undefined
   return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`
+}
+
+/**
+ * Which HTTP/1.1 upgrade requests the upgrade handler takes (the listener's
+ * `shouldUpgradeCallback`): WebSocket handshakes. Any other Upgrade (`h2c` from
+ * `curl --http2`, ...) is served as an ordinary request, the Upgrade header dropped
+ * as hop-by-hop (RFC 9110 §7.8: a server may ignore it), instead of a cut socket.
+ */
+export function isWebSocketUpgrade (req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade
+  return req.method === 'GET' && upgrade !== undefined && upgrade.toLowerCase().includes('websocket')
 }
 
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */

@@ -14,6 +14,7 @@ import type { ErrorPages } from './error-pages.ts'
 import type { ListenAddress } from './config-schema.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import { createClientErrorHandler, createConnectHandler } from './client-errors.ts'
+import { isWebSocketUpgrade } from './handler.ts'
 import type { Logger } from './log.ts'
 
 export interface ListenerOptions {
@@ -62,6 +63,8 @@ function trackSockets (name: string, server: http.Server | http2.Http2SecureServ
   // end here (answered and counted once); CONNECT gets 405 (client-errors.ts).
   server.on('clientError', createClientErrorHandler(name, metrics, pages, logger))
   server.on('connect', createConnectHandler(metrics, pages))
+  // Only WebSocket handshakes go to the upgrade handler; other upgrades are requests.
+  ;(server as { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean }).shouldUpgradeCallback = isWebSocketUpgrade
   return { sockets }
 }
 

@@ -5,7 +5,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { request } from 'undici'
 import { startProxyProcess, routesDoc, metricValue } from '../helpers/proxy-process.ts'
-import { startBackend } from '../helpers/backend.ts'
+import { startBackend, rawRequest } from '../helpers/backend.ts'
 import { openUpgrade, upgradeRequest } from '../helpers/websocket-client.ts'
 import { pollUntil } from '../helpers/pebble.ts'
 
@@ -100,6 +100,15 @@ t.test('WebSocket parity with requests', async (t) => {
     t.equal(line.status, 101)
     await pollUntil(async () => await gauge() === 0, 5000, 'the gauge to drop')
     t.pass('no longer in flight once closed')
+  })
+
+  await t.test('an upgrade that is not a WebSocket (curl --http2 over http) is served as a request', async (t) => {
+    const before = vm.requests.length
+    const res = await rawRequest(port, 'GET /plain HTTP/1.1\r\nHost: ws.test\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\r\n')
+    t.match(res.data, /^HTTP\/1.1 200 /, 'answered by the VM, not cut')
+    t.equal(vm.requests.length, before + 1)
+    t.equal(vm.requests.at(-1)?.headers.upgrade, undefined, 'Upgrade is hop-by-hop: not forwarded')
+    t.equal(vm.requests.at(-1)?.headers['http2-settings'], undefined)
   })
 
   await t.test('an upgrade the VM refuses is recorded with the VM\'s status, not 101', async (t) => {
