@@ -387,8 +387,13 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
       })
     } catch (err) {
       deps.logger.error('upgrade handler failed', { err })
-      if (!handedOff) refuse(500)
-      else socket.destroy()
+      if (!handedOff) {
+        refuse(500)
+        return
+      }
+      // A forwarder that threw may never report: cut the tunnel and record it here.
+      socket.destroy()
+      finish(500)
     }
   }
 }
