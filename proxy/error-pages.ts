@@ -11,6 +11,7 @@ import { ProxyError } from './errors.ts'
 export const ERROR_MESSAGES: Readonly<Record<number, string>> = {
   400: 'Bad request',
   404: 'No site is served at this address',
+  405: 'Method not allowed',
   408: 'Request timeout',
   421: 'Misdirected request',
   429: 'Too many requests, please slow down',
@@ -18,12 +19,14 @@ export const ERROR_MESSAGES: Readonly<Record<number, string>> = {
   500: 'Internal error',
   502: 'The site is not answering right now',
   503: 'The service is unavailable right now',
-  504: 'The site took too long to answer'
+  504: 'The site took too long to answer',
+  505: 'HTTP version not supported'
 }
 
 const REASONS: Readonly<Record<number, string>> = {
-  400: 'Bad Request', 404: 'Not Found', 408: 'Request Timeout', 421: 'Misdirected Request', 429: 'Too Many Requests',
-  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'
+  400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 421: 'Misdirected Request', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported'
 }
 
 const BUILT_IN = `<!DOCTYPE html>

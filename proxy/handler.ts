@@ -1,8 +1,9 @@
 /**
  * @module proxy/handler
- * The per-request pipeline: ACME HTTP-01 → host lookup → client identity →
- * redirects → rate limit → forward (to a VM, or to a chain child) → error page,
- * with metrics and the access log recorded once when the response closes.
+ * The per-request pipeline: request-line checks → ACME HTTP-01 → host lookup →
+ * client identity → redirects → rate limit → forward (to a VM, or to a chain
+ * child) → error page, with metrics and the access log recorded once when the
+ * response closes. WebSocket upgrades go through the same steps (SPEC §14).
  * This is the hot path: it allocates little and never blocks.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -19,13 +20,16 @@ import { resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
 import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 import { createLogThrottle } from './log-throttle.ts'
+import { hasDuplicateHost, splitAbsoluteTarget, toOriginForm } from './request-target.ts'
+import { CLIENT_ERROR_STATUS } from './client-errors.ts'
+import { writeRawRedirect, writeRawResponse } from './raw-response.ts'
 
 /** Holds the router being served; reloads replace `router` in one assignment. */
 export interface RouterHolder {
   router: Router
 }
 
-/** A request being answered, as listed in the diagnostic dump. */
+/** A request being answered (or a WebSocket open), as listed in the diagnostic dump. */
 export interface ActiveRequest {
   readonly start: number
   readonly req: ClientRequest
@@ -48,9 +52,13 @@ export interface HandlerDeps {
   logger: Logger
   accessLog: AccessLog | undefined
   trustedProxies: IpMatcher
-  /** The https listener's port, for redirect_to_https (undefined: no https listener). */
-  httpsPort: number | undefined
-  /** Answers ACME HTTP-01 challenges; true when it did. */
+  /**
+   * The port the https listener is bound to (undefined: no https listener), read
+   * when a redirect_to_https Location is built: a listener on port 0 learns its
+   * port only once bound, after the handlers exist.
+   */
+  httpsPort: () => number | undefined
+  /** Answers ACME HTTP-01 challenges; true when it did (false: not a token it issued). */
   challenge?: (req: IncomingMessage, res: ClientResponse) => boolean
   /** Whether a request comes from an authenticated chain parent (child mode). */
   fromChainParent?: (req: ClientRequest) => boolean
@@ -61,26 +69,94 @@ export interface HandlerDeps {
   active: Set<ActiveRequest>
 }
 
+/** HTTP-01 validation paths (RFC 8555 §8.3): never redirected to https, see redirectLocation. */
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/'
+
+/** Sent with a 400/505 that refuses the request line: the client speaks something else, stop reading it. */
+const CONNECTION_CLOSE: Readonly<Record<string, string>> = Object.freeze({ connection: 'close' })
+
+/** Who the client is, and whether a trusted front (proxy or chain parent) vouched for it. */
+interface Identity {
+  readonly client: ClientInfo
+  readonly fromParent: boolean
+  readonly trusted: boolean
+}
+
 /**
  * Who the client is: from a trusted proxy or the authenticated chain parent, the
  * forwarding headers are believed; from anyone else, the peer address is.
  */
-function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string): { client: ClientInfo, fromParent: boolean } {
+function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string): Identity {
   const peer = req.socket?.remoteAddress ?? ''
   const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
   const trusted = fromParent || deps.trustedProxies.matches(peer)
-  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies), fromParent }
+  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies), fromParent, trusted }
 }
 
-/** Splits an absolute-form request target into host and origin-form path. */
-function parseAbsoluteTarget (target: string): { host: string, path: string } | undefined {
-  try {
-    const url = new URL(target)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined
-    return { host: url.host, path: url.pathname + url.search }
-  } catch {
-    return undefined
-  }
+/**
+ * The status of a request the proxy refuses before looking at routes, else 0:
+ * 505 for a request line claiming a major version other than 1 on an HTTP/1
+ * connection (RFC 9110 §15.6.6); 400 for the asterisk form (`OPTIONS *`: it asks
+ * about the server as a whole, and behind a host-routed front there is none to
+ * describe: nginx refuses it with 400 too, while forwarding it made VMs fail) and
+ * for more than one Host field line (RFC 9112 §3.2).
+ */
+function refusedStatus (req: ClientRequest): number {
+  const major = req.httpVersionMajor
+  if (major !== 1 && (major !== 2 || !('stream' in req))) return 505
+  if (req.url === '*') return 400
+  return hasDuplicateHost(req.rawHeaders) ? 400 : 0
+}
+
+/**
+ * Normalizes the request target in place and returns the origin-form path, or
+ * undefined for a target no proxy may forward (400). An absolute-form target
+ * (HTTP/1.x only; HTTP/2 carries :path) becomes origin-form with its authority as
+ * Host (RFC 9112 §3.2.2).
+ */
+function originFormPath (req: ClientRequest): string | undefined {
+  const path = req.url ?? '/'
+  if (path.charCodeAt(0) === 47 /* / */) return path
+  const absolute = req.httpVersionMajor === 1 ? splitAbsoluteTarget(path) : undefined
+  if (absolute === undefined) return undefined
+  toOriginForm(req as IncomingMessage, absolute)
+  return absolute.path
+}
+
+/** The status the listener gave a request whose body failed to parse (client-errors.ts), if any. */
+function parseErrorStatus (req: ClientRequest): number | undefined {
+  return (req as { [CLIENT_ERROR_STATUS]?: number })[CLIENT_ERROR_STATUS]
+}
+
+/**
+ * Where the route sends this request instead of serving it, or undefined.
+ * `redirect_to`: the same scheme, path and query on the other host, no port (as
+ * mulch-proxy). `redirect_to_https`: a plain-HTTP client goes to https with the
+ * https listener's port when not 443, except for ACME HTTP-01 paths (SPEC §14: a
+ * token the certificate manager did not answer is the VM's own, over plain HTTP).
+ * A chain parent's client goes to the parent's https, not to this child's port.
+ * Without an https listener, only a client that came through a trusted front
+ * (proxy or chain parent, which terminates TLS) is redirected, with no port:
+ * nothing here could answer https, so a direct client is served.
+ */
+function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Identity, path: string): string | undefined {
+  const route = entry.route
+  if (route.redirectTo !== undefined) return `${identity.client.proto}://${route.redirectTo}${path}`
+  if (!route.redirectToHttps || identity.client.proto !== 'http' || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
+  const port = identity.fromParent ? 443 : deps.httpsPort()
+  if (port === undefined) return identity.trusted ? `https://${entry.domain}${path}` : undefined
+  return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`
+}
+
+/**
+ * Which HTTP/1.1 upgrade requests the upgrade handler takes (the listener's
+ * `shouldUpgradeCallback`): WebSocket handshakes. Any other Upgrade (`h2c` from
+ * `curl --http2`, ...) is served as an ordinary request, the Upgrade header dropped
+ * as hop-by-hop (RFC 9110 §7.8: a server may ignore it), instead of a cut socket.
+ */
+export function isWebSocketUpgrade (req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade
+  return req.method === 'GET' && upgrade !== undefined && upgrade.toLowerCase().includes('websocket')
 }
 
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */
@@ -89,9 +165,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
   const unknown = metrics.domain(UNKNOWN_DOMAIN)
   // A dead VM under load would otherwise log one line per request.
   const upstreamLog = createLogThrottle(1000)
-  const httpsSuffix = deps.httpsPort === undefined || deps.httpsPort === 443 ? '' : `:${deps.httpsPort}`
 
-  function sendError (res: ClientResponse, status: number, extra?: Record<string, string>): void {
+  function sendError (res: ClientResponse, status: number, extra?: Readonly<Record<string, string>>): void {
     if (res.headersSent || res.destroyed) {
       res.destroy()
       return
@@ -116,7 +191,15 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
     res.once('close', function recordRequest () {
       metrics.inFlight.value--
       deps.active.delete(active)
-      const status = outcomeStatus !== 0 ? outcomeStatus : res.writableFinished ? res.statusCode : 499
+      let status = outcomeStatus !== 0 ? outcomeStatus : res.writableFinished ? res.statusCode : 499
+      if (!res.writableFinished) {
+        // A body that failed to parse is the client's fault, counted here once (not as 499 or an upstream error).
+        const parseError = parseErrorStatus(req)
+        if (parseError !== undefined) {
+          status = parseError
+          failure = undefined
+        }
+      }
       const seconds = (performance.now() - active.start) / 1000
       const recorder = active.domain === UNKNOWN_DOMAIN ? unknown : metrics.domain(active.domain)
       recorder.record(status, req.method ?? 'GET', seconds)
@@ -125,35 +208,32 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
     })
 
     try {
-      if (scheme === 'http' && deps.challenge !== undefined && deps.challenge(req as IncomingMessage, res)) return
-      let host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
-      let path = req.url ?? '/'
-      if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
-        // Absolute-form target (RFC 9112 §3.2.2): its authority replaces the Host header.
-        const absolute = parseAbsoluteTarget(path)
-        if (absolute === undefined) {
-          sendError(res, 400)
-          return
-        }
-        host = absolute.host
-        path = absolute.path
+      const refused = refusedStatus(req)
+      if (refused !== 0) {
+        sendError(res, refused, 'stream' in res ? undefined : CONNECTION_CLOSE)
+        return
       }
+      const path = originFormPath(req)
+      if (path === undefined) {
+        sendError(res, 400, 'stream' in res ? undefined : CONNECTION_CLOSE)
+        return
+      }
+      if (scheme === 'http' && deps.challenge !== undefined && deps.challenge(req as IncomingMessage, res)) return
+      const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
       const entry = deps.routes.router.match(host)
       if (entry === undefined) {
         sendError(res, 404)
         return
       }
       active.domain = entry.domain
-      const { client, fromParent } = identifyClient(deps, req, scheme, host ?? entry.domain)
+      const identity = identifyClient(deps, req, scheme, host ?? entry.domain)
+      const client = identity.client
       active.client = client.clientIp
       const route = entry.route
 
-      if (route.redirectTo !== undefined) {
-        redirect(res, route.redirectCode, `${client.proto}://${route.redirectTo}${path}`)
-        return
-      }
-      if (route.redirectToHttps && client.proto === 'http' && deps.httpsPort !== undefined) {
-        redirect(res, 308, `https://${entry.domain}${httpsSuffix}${path}`)
+      const location = redirectLocation(deps, entry, identity, path)
+      if (location !== undefined) {
+        redirect(res, route.redirectTo !== undefined ? route.redirectCode : 308, location)
         return
       }
 
@@ -179,7 +259,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       }
 
       // SPEC §7: a chained request was rate limited once, at the parent.
-      if (deps.limiter === undefined || fromParent) {
+      if (deps.limiter === undefined || identity.fromParent) {
         forward()
         return
       }
@@ -201,52 +281,119 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
   }
 }
 
-/** Creates the `upgrade` listener: WebSockets go to the VM through http-proxy-3. */
+/**
+ * Creates the `upgrade` listener: WebSockets go to the VM through http-proxy-3 (or
+ * to a chain child), after the same checks as requests (SPEC §14): redirects, the
+ * rate profile, whose concurrency slot an open WebSocket holds until it closes. An
+ * upgrade counts in the in-flight gauge and the dump's `active` set from its
+ * request until its tunnel closes: a WebSocket is one long request, and the gauge,
+ * the dump and the concurrency slot then agree on what is open.
+ */
 export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { metrics } = deps
+  const { metrics, errorPages } = deps
   return function handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
-    const start = performance.now()
-    const host = req.headers.host
-    const entry = deps.routes.router.match(host)
-    // The access log names the real client once it is known (the peer until then).
-    let clientIp = req.socket.remoteAddress ?? ''
-    const finish = (domain: string, status: number, failure?: UpstreamFailure): void => {
-      const recorder = metrics.domain(domain)
-      const seconds = (performance.now() - start) / 1000
+    // The access log and the dump name the real client once it is known (the peer until then).
+    const active: ActiveRequest = { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: req.socket.remoteAddress ?? '' }
+    deps.active.add(active)
+    metrics.inFlight.value++
+    let finished = false
+    let handedOff = false
+    const finish = (status: number, failure?: UpstreamFailure): void => {
+      if (finished) return
+      finished = true
+      metrics.inFlight.value--
+      deps.active.delete(active)
+      const recorder = metrics.domain(active.domain)
+      const seconds = (performance.now() - active.start) / 1000
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      deps.accessLog?.write(req, status, seconds, domain, clientIp, failure)
+      deps.accessLog?.write(req, status, seconds, active.domain, active.client, failure)
     }
-    const refuse = (status: number, domain: string): void => {
-      const body = deps.errorPages.body(status)
-      socket.end(`HTTP/1.1 ${status} ${deps.errorPages.reason(status)}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`)
-      finish(domain, status)
+    // Until a forwarder owns the tunnel (and reports its end), a client that leaves is recorded here.
+    socket.once('close', () => { if (!handedOff) finish(499) })
+    const refuse = (status: number, extraHeaders?: string): void => {
+      writeRawResponse(socket, status, errorPages, extraHeaders)
+      finish(status)
     }
-    if (entry === undefined) {
-      refuse(404, UNKNOWN_DOMAIN)
-      return
-    }
-    const route = entry.route
-    const chainUpgrade = entry.chain !== undefined ? deps.chainUpgrade : undefined
-    if (chainUpgrade === undefined && (route.target === undefined || entry.chain !== undefined)) {
-      // Redirect routes do not take upgrades; chained domains only through chainUpgrade.
-      refuse(route.redirectTo !== undefined ? 404 : 502, entry.domain)
-      return
-    }
-    const { client } = identifyClient(deps, req, scheme, host ?? entry.domain)
-    clientIp = client.clientIp
-    if (chainUpgrade !== undefined) {
-      chainUpgrade(req, socket, head, entry, client, (status, failure) => {
-        if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure, child: entry.chain?.child })
-        finish(entry.domain, status, failure)
+
+    try {
+      const refused = refusedStatus(req)
+      if (refused !== 0) {
+        refuse(refused)
+        return
+      }
+      const path = originFormPath(req)
+      if (path === undefined) {
+        refuse(400)
+        return
+      }
+      const host = req.headers.host
+      const entry = deps.routes.router.match(host)
+      if (entry === undefined) {
+        refuse(404)
+        return
+      }
+      active.domain = entry.domain
+      const identity = identifyClient(deps, req, scheme, host ?? entry.domain)
+      const client = identity.client
+      active.client = client.clientIp
+      const route = entry.route
+
+      const location = redirectLocation(deps, entry, identity, path)
+      if (location !== undefined) {
+        const code = route.redirectTo !== undefined ? route.redirectCode : 308
+        writeRawRedirect(socket, code, location)
+        finish(code)
+        return
+      }
+      const chainUpgrade = entry.chain !== undefined ? deps.chainUpgrade : undefined
+      const target = route.target
+      if (chainUpgrade === undefined && (target === undefined || entry.chain !== undefined)) {
+        refuse(502)
+        return
+      }
+
+      const open = (): void => {
+        handedOff = true
+        if (chainUpgrade !== undefined) {
+          chainUpgrade(req, socket, head, entry, client, (status, failure) => {
+            if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure, child: entry.chain?.child })
+            finish(status, failure)
+          })
+          return
+        }
+        deps.websockets.upgrade(req, socket, head, target!.origin, client, (status, failure) => {
+          if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
+          finish(status, failure)
+        })
+      }
+
+      // SPEC §7: a chained request was rate limited once, at the parent.
+      if (deps.limiter === undefined || identity.fromParent) {
+        open()
+        return
+      }
+      const limiter = deps.limiter
+      // The slot is released when the client socket closes: at the end of the tunnel.
+      admitRequest(limiter, client.clientIp, entry.profile, socket, open, (refusal: Refusal) => {
+        const profile = limiter.profile(entry.profile).name
+        metrics.rateLimited.inc({ profile })
+        deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile, reason: refusal.reason })
+        refuse(429, `Retry-After: ${Math.max(1, Math.ceil(refusal.retryAfterSec))}\r\n`)
+      }, (err: unknown) => {
+        deps.logger.error('upgrade handler failed', { err })
+        refuse(500)
       })
-      return
+    } catch (err) {
+      deps.logger.error('upgrade handler failed', { err })
+      if (!handedOff) {
+        refuse(500)
+        return
+      }
+      // A forwarder that threw may never report: cut the tunnel and record it here.
+      socket.destroy()
+      finish(500)
     }
-    const target = route.target!
-    deps.websockets.upgrade(req, socket, head, target.origin, client, (status, failure) => {
-      if (failure !== undefined) deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
-      finish(entry.domain, status, failure)
-    })
   }
 }

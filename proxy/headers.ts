@@ -88,7 +88,10 @@ function firstToken (value: string): string {
 /**
  * Builds the flat header list sent to the VM from the client's raw headers: the
  * Host header unchanged, hop-by-hop and Connection-named headers dropped, the
- * forwarding headers replaced by ours.
+ * forwarding headers replaced by ours. `Connection` may name only the client's
+ * own hop-by-hop extras: it never removes Host (the VM would see its own address,
+ * as the proxy's HTTP client fills in the target's) nor a header the proxy sets
+ * itself (those are appended after the filter, so no token can reach them).
  */
 export function upstreamHeaders (rawHeaders: readonly string[], client: ClientInfo, connection: string | undefined): string[] {
   const named = connectionTokens(connection)
@@ -107,7 +110,7 @@ export function upstreamHeaders (rawHeaders: readonly string[], client: ClientIn
     if (HOP_BY_HOP_HEADERS.has(lower) || FORWARDING_HEADERS.has(lower) || lower === CHAIN_AUTH_HEADER) continue
     // The client already got its 100 Continue from us; the body follows.
     if (lower === 'expect') continue
-    if (named.length > 0 && named.includes(lower)) continue
+    if (named.length > 0 && lower !== 'host' && named.includes(lower)) continue
     out.push(name, rawHeaders[i + 1])
   }
   if (!sawHost && authority !== undefined) out.push('host', authority)

@@ -148,7 +148,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     logger,
     accessLog: config.log.access ? createAccessLog(sink) : undefined,
     trustedProxies,
-    httpsPort: undefined,
+    // Read at redirect time: the https listener is bound (and learns a port 0's real port) after the handlers exist.
+    httpsPort: () => ports.https,
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
     limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter
@@ -209,8 +210,6 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
       ports.https = await listener.listen(config.listen.https)
       listeners.push(listener)
-      // redirect_to_https needs the port the https listener really got
-      deps.httpsPort = ports.https
     }
     if (config.listen.http !== undefined) {
       const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })

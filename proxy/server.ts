@@ -12,7 +12,9 @@ import type { SecureContext } from 'node:tls'
 import type { ClientRequest, ClientResponse } from './forward.ts'
 import type { ErrorPages } from './error-pages.ts'
 import type { ListenAddress } from './config-schema.ts'
-import { UNKNOWN_DOMAIN, type ProxyMetrics } from './metrics.ts'
+import type { ProxyMetrics } from './metrics.ts'
+import { createClientErrorHandler, createConnectHandler } from './client-errors.ts'
+import { isWebSocketUpgrade } from './handler.ts'
 import type { Logger } from './log.ts'
 import { guardHttp2Sessions, H2_GUARD_DEFAULTS, H2_MAX_CONCURRENT_STREAMS, type H2Guard } from './h2-guard.ts'
 import { TLS_SERVER_POLICY } from './tls-policy.ts'
@@ -49,12 +51,6 @@ export interface ManagedListener {
 type Handler = (req: ClientRequest, res: ClientResponse) => void
 type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
 
-const CLIENT_ERROR_STATUS: Record<string, number> = {
-  HPE_HEADER_OVERFLOW: 431,
-  ERR_HTTP_REQUEST_TIMEOUT: 408,
-  HPE_HEADERS_TIMEOUT: 408
-}
-
 function trackSockets (name: string, server: http.Server | http2.Http2SecureServer, metrics: ProxyMetrics, pages: ErrorPages, logger: Logger, upgraded: Set<Duplex>): { sockets: Set<Socket> } {
   const sockets = new Set<Socket>()
   const onConnection = (socket: Socket): void => {
@@ -66,20 +62,12 @@ function trackSockets (name: string, server: http.Server | http2.Http2SecureServ
     })
   }
   server.on(name === 'https' ? 'secureConnection' : 'connection', onConnection)
-  // Bad framing (CL+TE, invalid chunking, bad tokens), oversized headers and slow
-  // header delivery end here: answer with a status if we still can, and close.
-  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
-    const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? 400
-    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') metrics.domain(UNKNOWN_DOMAIN).record(status, 'OTHER', 0)
-    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') logger.debug('client error', { listener: name, code: err.code, status })
-    // Like Node's default: answer unless a response already started on this socket.
-    const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
-    if (socket.writable && (pending === undefined || pending === null || pending.headersSent !== true)) {
-      const body = pages.body(status)
-      socket.end(`HTTP/1.1 ${status} ${pages.reason(status)}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`)
-    }
-    socket.destroy()
-  })
+  // Bad framing, an unsupported version, oversized headers and slow header delivery
+  // end here (answered and counted once); CONNECT gets 405 (client-errors.ts).
+  server.on('clientError', createClientErrorHandler(name, metrics, pages, logger))
+  server.on('connect', createConnectHandler(metrics, pages))
+  // Only WebSocket handshakes go to the upgrade handler; other upgrades are requests.
+  ;(server as { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean }).shouldUpgradeCallback = isWebSocketUpgrade
   return { sockets }
 }
 

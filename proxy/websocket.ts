@@ -4,7 +4,7 @@
  * client's upgrade request goes to the VM with our forwarding headers, then the
  * two sockets are piped until either side closes.
  */
-import type { IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createProxyServer } from 'http-proxy-3'
 import type { Socket } from 'node:net'
@@ -21,10 +21,19 @@ export interface WebSocketProxy {
   close (): void
 }
 
+/** The VM's answer to the handshake (101, or the status it refused with), kept on the client request. */
+const VM_STATUS = Symbol('vmfront.vmStatus')
+type TrackedRequest = IncomingMessage & { [VM_STATUS]?: number }
+
 export function createWebSocketProxy (options: { connectTimeoutMs: number, idleTimeoutMs: number }): WebSocketProxy {
   const proxy = createProxyServer({ ws: true, xfwd: false, prependPath: false, proxyTimeout: options.connectTimeoutMs })
   // Errors are handled per call; this keeps an unhandled 'error' from throwing.
   proxy.on('error', () => {})
+  // A VM that refuses the upgrade answers a plain response, relayed as is: record its status, not 101.
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: TrackedRequest) => {
+    proxyReq.once('response', (res: IncomingMessage) => { req[VM_STATUS] = res.statusCode })
+    proxyReq.once('upgrade', () => { req[VM_STATUS] = 101 })
+  })
   return {
     upgrade (req, socket, head, origin, client, done): void {
       for (const name of Object.keys(req.headers)) {
@@ -41,7 +50,11 @@ export function createWebSocketProxy (options: { connectTimeoutMs: number, idleT
         done(status, failure)
       }
       if (options.idleTimeoutMs > 0) (socket as Socket).setTimeout?.(options.idleTimeoutMs, () => { socket.destroy() })
-      socket.once('close', () => { settle(101) })
+      // Closed before the VM answered: the client gave up (499), like a request.
+      socket.once('close', () => {
+        const status = (req as TrackedRequest)[VM_STATUS]
+        settle(status ?? 499, status === undefined ? 'client_abort' : undefined)
+      })
       proxy.ws(req, socket, head, { target: origin }, (err) => {
         const { status, failure } = classifyUpstreamError(err as Error & { code?: string })
         if (socket.writable) {
