@@ -61,7 +61,8 @@ function boundValue (value: unknown, bounds: Bounds, depth = 0): unknown {
     if (value.length > bounds.items) out.push(`…(${value.length - bounds.items} more items)`)
     return out
   }
-  const out: Record<string, unknown> = {}
+  // no prototype: a "__proto__" key from input stays a plain key
+  const out = Object.create(null) as Record<string, unknown>
   const keys = Object.keys(value)
   for (const key of keys.slice(0, bounds.items)) {
     out[key.length > bounds.chars ? cutString(key, bounds.chars) : key] = boundValue((value as Record<string, unknown>)[key], bounds, depth + 1)
