@@ -143,25 +143,26 @@ export function hostnameProblem (name: string): string | undefined {
  * @returns the target, or an error message
  */
 export function parseTarget (text: string): Target | string {
-  const shown = showValue(text)
+  // quoted only on failure: a valid target costs no JSON.stringify
+  const bad = (problem: string): string => `${showValue(text)} ${problem}`
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    return `${shown} is not a URL (expected http://host:port)`
+    return bad('is not a URL (expected http://host:port)')
   }
-  if (url.protocol !== 'http:') return `${shown} must use http:// (the VM side speaks plain HTTP)`
-  if (url.username !== '' || url.password !== '') return `${shown} must not carry credentials`
+  if (url.protocol !== 'http:') return bad('must use http:// (the VM side speaks plain HTTP)')
+  if (url.username !== '' || url.password !== '') return bad('must not carry credentials')
   if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || /^http:\/\/[^/]+\/./.test(text)) {
-    return `${shown} must be only http://host:port, with no path, query or fragment`
+    return bad('must be only http://host:port, with no path, query or fragment')
   }
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-  if (host === '') return `${shown} has no host`
+  if (host === '') return bad('has no host')
   if (isIP(host) === 0 && hostnameProblem(host) !== undefined && !/^[a-z0-9-]{1,63}$/.test(host)) {
-    return `${shown} has an invalid host ${showValue(host)}`
+    return bad(`has an invalid host ${showValue(host)}`)
   }
   const port = url.port === '' ? 80 : Number(url.port)
-  if (port === 0) return `${shown} has port 0: a VM listens on a port from 1 to 65535`
+  if (port === 0) return bad('has port 0: a VM listens on a port from 1 to 65535')
   const origin = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
   return { host, port, origin }
 }
@@ -345,7 +346,6 @@ const LEGACY_FIELDS: FieldNames = {
 
 function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList): Route[] {
   const routes: Route[] = []
-  const seen = new Map<string, string>()
   for (const [key, entry] of Object.entries(doc)) {
     const at = `$[${showValue(key)}]`
     if (!isPlainObject(entry)) {
@@ -386,13 +386,14 @@ function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warning
       rateProfile: entry.RateProfile
     }, at, LEGACY_FIELDS, errors, warnings)
     if (route === undefined) continue
-    // Keys differ but may name one domain ("d.test" and "d.test."): the second would be silently shadowed.
-    const first = seen.get(route.domain)
-    if (first !== undefined) {
-      errors.add(at, `"${route.domain}" is a duplicate of ${first}${duplicateNote(name, route.domain)}`)
+    // Keys are unique, but "d.test." names the same domain as "d.test" (Name must
+    // equal its key, so only the trailing dot can make them differ): one of the two
+    // would be silently shadowed. A lookup, not a set of all names: it costs
+    // nothing for the keys without a dot.
+    if (key !== route.domain && Object.hasOwn(doc, route.domain)) {
+      errors.add(at, `"${route.domain}" is a duplicate of $[${showValue(route.domain)}]${duplicateNote(key, route.domain)}`)
       continue
     }
-    seen.set(route.domain, at)
     routes.push(route)
   }
   return routes
