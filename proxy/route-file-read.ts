@@ -51,7 +51,8 @@ function sizeProblem (bytes: number, maxBytes: number, atLeast: boolean): RouteF
 function readProblem (err: unknown): RouteFileReadError {
   const e = err as NodeJS.ErrnoException
   if (e.code === 'ENOENT') return new RouteFileReadError('does not exist', { missing: true, cause: err })
-  const reason = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.code ?? e.message
+  // "EACCES: permission denied, open '/x'": the caller names the file already
+  const reason = String(e.message).replace(/, \w+( '.*')?$/s, '')
   return new RouteFileReadError(`cannot be read: ${reason}`, { cause: err })
 }
 
