@@ -414,6 +414,11 @@ export function parseRouteTable (doc: unknown): RouteParseResult {
   return parseDocument(doc, new ProblemList())
 }
 
+function isEmptyObject (doc: Record<string, unknown>): boolean {
+  for (const key in doc) if (Object.hasOwn(doc, key)) return false
+  return true
+}
+
 /** True for the bare `{}`: Mulch's empty domains file, or an emptied file. */
 export function isEmptyLegacyTable (table: RouteTable): boolean {
   return table.format === 'mulch-legacy' && table.routes.length === 0
@@ -425,7 +430,7 @@ function parseDocument (doc: unknown, warnings: ProblemList): RouteParseResult {
     errors.add('$', `must be an object, not ${typeName(doc)}`)
   } else {
     const legacy = isLegacyShape(doc)
-    if (legacy && Object.keys(doc).length === 0) {
+    if (legacy && isEmptyObject(doc)) {
       warnings.add('$', 'is an empty object: read as Mulch\'s empty domains file (no routes). The proxy refuses it in place of a table loaded from a version 1 file; to empty such a table, write {"version":1,"routes":[]}')
     }
     const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings)
