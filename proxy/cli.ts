@@ -5,11 +5,11 @@
  * `vm` subcommands. Exit status: 0 success, 2 bad usage or invalid configuration,
  * 1 runtime failure.
  */
-import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { loadConfig } from './config.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
-import { parseRouteFileText } from './route-table.ts'
+import { MAX_KEPT_PROBLEMS, parseRouteFileText } from './route-table.ts'
+import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { versionLine } from './build-info.ts'
 import { nearestWord } from './suggest.ts'
 
@@ -17,7 +17,8 @@ const USAGE = `Usage: vmfront <command> [options]
 
 Commands:
   proxy [--config FILE]        run the proxy in the foreground (embedded default without --config)
-  routes check FILE            validate a route file; print each problem with its JSON path
+  routes check [--all] FILE    validate a route file; print each problem with its JSON path
+                               (the first 20 unless --all)
   daemon [--config FILE]       run the slim VM-manager core
   vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
                                lock NAME, unlock NAME, delete NAME [--force], import-routes FILE
@@ -40,11 +41,12 @@ Options:
   -h, --help          this text
 `
 
-const ROUTES_USAGE = `Usage: vmfront routes check FILE
+const ROUTES_USAGE = `Usage: vmfront routes check [--all] FILE
 
 Validates a route file (v1 or Mulch's mulch-proxy-domains.db format) without
-starting anything. Problems go to stdout, one per line with its JSON path; the
-verdict goes to stderr. Exit status: 0 valid, 2 invalid or unreadable.
+starting anything. Problems go to stdout, one per line with its JSON path (the
+first 20 and a count of the rest, unless --all); the verdict goes to stderr.
+Exit status: 0 valid, 2 invalid or unreadable.
 `
 
 const COMMANDS = ['proxy', 'routes', 'daemon', 'vm', 'version', 'help'] as const
@@ -90,29 +92,55 @@ async function runProxyCommand (args: string[]): Promise<number> {
   }
 }
 
+/** Problems `routes check` prints before summarising the rest (all with --all). */
+const CHECK_SHOWN_PROBLEMS = 20
+/** Paths the one-line verdict names. */
+const VERDICT_PATHS = 5
+
+function plural (n: number, word: string): string {
+  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`
+}
+
 async function runRoutesCommand (args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h') || args[0] === 'help') {
     process.stdout.write(ROUTES_USAGE)
     return 0
   }
-  const [sub, file, ...rest] = args
+  let parsedArgs
+  try {
+    parsedArgs = parseArgs({ args, options: { all: { type: 'boolean' } }, strict: true, allowPositionals: true })
+  } catch (err) {
+    return fail(2, `vmfront routes: ${(err as Error).message}\n\n${ROUTES_USAGE}`)
+  }
+  const [sub, file, ...rest] = parsedArgs.positionals
   if (sub !== undefined && sub !== 'check') return fail(2, `vmfront routes: ${unknownWord('unknown subcommand', sub, ['check'])}\n\n${ROUTES_USAGE}`)
   if (file === undefined || rest.length > 0) return fail(2, ROUTES_USAGE)
+  const all = parsedArgs.values.all === true
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = await readRouteFile(file)
   } catch (err) {
-    return fail(2, `${file}: cannot read: ${(err as Error).message}`)
+    return fail(2, `${file}: ${err instanceof RouteFileReadError ? err.message : `cannot be read: ${(err as Error).message}`}`)
   }
   const result = parseRouteFileText(text)
-  for (const w of result.warnings) process.stderr.write(`${file}: warning: ${w.path}: ${w.message}\n`)
+  const shown = (count: number): number => all ? count : Math.min(count, CHECK_SHOWN_PROBLEMS)
+  const more = (listed: number, count: number, what: string): string => {
+    const why = listed < shown(count) ? `only the first ${MAX_KEPT_PROBLEMS.toLocaleString('en-US')} are kept` : '--all lists them'
+    return `${file}: and ${plural(count - listed, `more ${what}`)} (${why})\n`
+  }
+  const warningsListed = Math.min(result.warnings.length, shown(result.warningCount))
+  for (const w of result.warnings.slice(0, warningsListed)) process.stderr.write(`${file}: warning: ${w.path}: ${w.message}\n`)
+  if (result.warningCount > warningsListed) process.stderr.write(more(warningsListed, result.warningCount, 'warning'))
   if (!result.ok) {
     // The problem list is the command's output (stdout); the verdict goes to stderr.
-    for (const e of result.errors) process.stdout.write(`${file}: ${e.path}: ${e.message}\n`)
-    const n = result.errors.length
-    return fail(2, `${file}: invalid, ${n} problem${n === 1 ? '' : 's'} at ${result.errors.map((e) => e.path).join(', ')}`)
+    const listed = Math.min(result.errors.length, shown(result.errorCount))
+    for (const e of result.errors.slice(0, listed)) process.stdout.write(`${file}: ${e.path}: ${e.message}\n`)
+    if (result.errorCount > listed) process.stdout.write(more(listed, result.errorCount, 'problem'))
+    const n = result.errorCount
+    const paths = result.errors.slice(0, VERDICT_PATHS).map((e) => e.path).join(', ')
+    return fail(2, `${file}: invalid, ${plural(n, 'problem')} at ${paths}${n > VERDICT_PATHS ? `, ... (${(n - VERDICT_PATHS).toLocaleString('en-US')} more)` : ''}`)
   }
-  process.stdout.write(`${file}: valid (${result.table.routes.length} route${result.table.routes.length === 1 ? '' : 's'}, ${result.table.format} format)\n`)
+  process.stdout.write(`${file}: valid (${plural(result.table.routes.length, 'route')}, ${result.table.format} format)\n`)
   return 0
 }
 

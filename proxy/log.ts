@@ -2,6 +2,9 @@
  * @module proxy/log
  * A small JSON-lines logger: one object per line, `{ time, level, msg, ...fields }`.
  * Writes go through one buffered stream so the request path never blocks on stdout.
+ * Field values are bounded (strings, items, depth, and the line itself): input
+ * decides many of them (a header, a route file), and a 5 MB value must not make
+ * a 5 MB log line.
  */
 import type { LineSink } from './line-sink.ts'
 
@@ -24,12 +27,57 @@ export interface Logger {
   enabled (level: LogLevel): boolean
 }
 
+/** A string field longer than this is cut, its full size noted: `…(5242880 bytes)`. */
+export const MAX_FIELD_CHARS = 4096
+/** A line longer than this is rebuilt with tighter bounds. */
+export const MAX_LINE_CHARS = 64 * 1024
+
+interface Bounds { chars: number, items: number, depth: number }
+const NORMAL: Bounds = { chars: MAX_FIELD_CHARS, items: 100, depth: 6 }
+/** The second try, for a line still over MAX_LINE_CHARS. */
+const TIGHT: Bounds = { chars: 256, items: 10, depth: 3 }
+
+function cutString (text: string, chars: number): string {
+  // never split a surrogate pair
+  const end = /[\uD800-\uDBFF]/.test(text[chars - 1]) ? chars - 1 : chars
+  return `${text.slice(0, end)}…(${Buffer.byteLength(text)} bytes)`
+}
+
+/**
+ * A copy of `value` within `bounds`. Errors become `{ name, message, code, cause }`;
+ * values with toJSON (Date, Buffer, URL) are bounded as they would be serialised;
+ * the depth bound also ends cycles.
+ */
+function boundValue (value: unknown, bounds: Bounds, depth = 0): unknown {
+  if (typeof value === 'string') return value.length > bounds.chars ? cutString(value, bounds.chars) : value
+  if (typeof value !== 'object' || value === null) return value
+  if (depth >= bounds.depth) return '…(nested too deep)'
+  if (value instanceof Error) return boundValue(errorFields(value), bounds, depth)
+  if (Buffer.isBuffer(value)) return `…(a Buffer of ${value.length} bytes)`
+  const toJSON = (value as { toJSON?: unknown }).toJSON
+  if (typeof toJSON === 'function') return boundValue(toJSON.call(value), bounds, depth + 1)
+  if (Array.isArray(value)) {
+    const out = value.slice(0, bounds.items).map((v) => boundValue(v, bounds, depth + 1))
+    if (value.length > bounds.items) out.push(`…(${value.length - bounds.items} more items)`)
+    return out
+  }
+  // no prototype: a "__proto__" key from input stays a plain key
+  const out = Object.create(null) as Record<string, unknown>
+  const keys = Object.keys(value)
+  for (const key of keys.slice(0, bounds.items)) {
+    out[key.length > bounds.chars ? cutString(key, bounds.chars) : key] = boundValue((value as Record<string, unknown>)[key], bounds, depth + 1)
+  }
+  if (keys.length > bounds.items) out['…'] = `${keys.length - bounds.items} more keys`
+  return out
+}
+
 function errorFields (value: unknown): unknown {
   if (value instanceof Error) {
     const out: Record<string, unknown> = { message: value.message, name: value.name }
     const code = (value as { code?: unknown }).code
     if (code !== undefined) out.code = code
-    if (value.cause !== undefined) out.cause = errorFields(value.cause)
+    // left to boundValue, whose depth bound also ends a cycle of causes
+    if (value.cause !== undefined) out.cause = value.cause
     return out
   }
   return value
@@ -44,16 +92,22 @@ export function createLogger (options: { level?: LogLevel, sink: LineSink, base?
   const base = options.base ?? {}
   const write = (line: string): void => { options.sink.write(line) }
 
+  const serialise = (time: string, level: LogLevel, msg: string, bound: LogFields, fields: LogFields | undefined, bounds: Bounds): string => {
+    const entry = { time, level, msg: boundValue(msg, bounds), ...(boundValue(bound, bounds) as LogFields) }
+    if (fields !== undefined) Object.assign(entry, boundValue(fields, bounds))
+    return JSON.stringify(entry)
+  }
   function make (bound: LogFields): Logger {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
       if (RANK[level] < min) return
-      const entry: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...bound }
-      if (fields !== undefined) for (const [k, v] of Object.entries(fields)) entry[k] = errorFields(v)
+      const time = new Date().toISOString()
       let line: string
       try {
-        line = JSON.stringify(entry)
+        line = serialise(time, level, msg, bound, fields, NORMAL)
+        if (line.length > MAX_LINE_CHARS) line = serialise(time, level, msg, bound, fields, TIGHT)
+        if (line.length > MAX_LINE_CHARS) line = JSON.stringify({ time, level, msg: cutString(msg, TIGHT.chars), note: `fields too large (${line.length} characters even cut): left out` })
       } catch {
-        line = JSON.stringify({ time: entry.time, level, msg, note: 'fields not serialisable' })
+        line = JSON.stringify({ time, level, msg: boundValue(msg, TIGHT), note: 'fields not serialisable' })
       }
       write(line)
     }

@@ -297,7 +297,20 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
     sink.flush()
+    leaveIfReadStuck(reason)
     resolveStopped(0)
+  }
+
+  // Node joins its thread pool before exiting: a route-file read stuck in the
+  // kernel (a hung network file system) would hold the exit forever, so the
+  // process then ends by the stop signal itself, with its default action.
+  function leaveIfReadStuck (reason: string): void {
+    if (options.handleSignals === false || !reloader.readPending()) return
+    const signal = reason === 'SIGINT' ? 'SIGINT' : 'SIGTERM'
+    logger.error('a route file read has not returned: exiting by signal, without waiting for it', { file: config.routesFile, signal })
+    sink.flush()
+    process.removeAllListeners(signal)
+    process.kill(process.pid, signal)
   }
 
   function shutdown (reason: string): void {
@@ -305,6 +318,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       logger.warn('second stop signal: exiting now', { reason, in_flight: active.size })
       removePidFile(config.pidFile)
       sink.flush()
+      leaveIfReadStuck(reason)
       resolveStopped(0)
       return
     }
@@ -321,7 +335,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     return result
   }
   if (options.handleSignals !== false) {
-    process.on('SIGHUP', () => { void reload() })
+    // A reload started while draining would only hold the exit.
+    process.on('SIGHUP', () => { if (!stopping) void reload() })
     process.on('SIGTERM', () => { shutdown('SIGTERM') })
     process.on('SIGINT', () => { shutdown('SIGINT') })
     process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })

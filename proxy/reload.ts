@@ -3,14 +3,17 @@
  * Loads the route file all or nothing: read, validate completely, build a new
  * Router, swap one reference. Any problem keeps the previous table, is logged with
  * its JSON path and counted. Reloads are serialised and bursts coalesce, so a storm
- * of SIGHUPs costs at most one reload in flight and one queued.
+ * of SIGHUPs costs at most one reload in flight and one queued. The file is read by
+ * route-file-read (regular files only, never a blocking open, size-capped), and a
+ * read that still has not returned after `readTimeoutMs` (a hung network file
+ * system) fails the reload instead of wedging every later one.
  */
-import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { RouterHolder } from './handler.ts'
-import { parseRouteFileText, type RouteProblem, type RouteTable } from './route-table.ts'
+import { isEmptyLegacyTable, parseRouteFileText, type RouteProblem, type RouteTable } from './route-table.ts'
+import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { Router, type RouteEntry } from './router.ts'
 
 export interface ReloadStatus {
@@ -21,9 +24,19 @@ export interface ReloadStatus {
   file: string
   format: string | undefined
   sha256: string | undefined
+  /** The first STATUS_PROBLEMS problems of the last reload; the counts cover them all. */
   errors: RouteProblem[]
   warnings: RouteProblem[]
+  errorCount: number
+  warningCount: number
 }
+
+/** Problems logged one per line before the rest are summarised in one line. */
+export const LOGGED_PROBLEMS = 20
+/** Problems kept in the status (`/status`, the dump). */
+const STATUS_PROBLEMS = 100
+/** A read of the route file that has not returned by then is given up on. */
+const READ_TIMEOUT_MS = 10_000
 
 export interface RouteReloader {
   /** Loads the file now (coalescing with a reload already running). */
@@ -33,6 +46,11 @@ export interface RouteReloader {
   /** The last good table (empty before the first load). */
   table (): RouteTable
   status (): ReloadStatus
+  /**
+   * True while a read of the file has not returned, even one given up on. Node
+   * joins its thread pool at exit, so such a read would hold the exit too.
+   */
+  readPending (): boolean
 }
 
 export interface ReloaderOptions {
@@ -46,19 +64,28 @@ export interface ReloaderOptions {
   chainEntries?: () => Iterable<RouteEntry>
   /** Told of every new table (the certificate policy reads it). */
   onTable?: (table: RouteTable) => void
+  /** Reads the file (tests inject a slow one); default readRouteFile. */
+  readFile?: (file: string) => Promise<string>
+  /** Default 10 s. */
+  readTimeoutMs?: number
 }
 
 const EMPTY: RouteTable = Object.freeze({ version: 1, format: 'v1', routes: Object.freeze([]) })
 
 export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   const { logger, metrics } = options
+  const read = options.readFile ?? readRouteFile
+  const readTimeoutMs = options.readTimeoutMs ?? READ_TIMEOUT_MS
   let current: RouteTable = EMPTY
+  /** The format of the file the table in service came from (undefined: none yet). */
+  let servedFormat: RouteTable['format'] | undefined
   let entries: RouteEntry[] = []
   let lastHash: string | undefined
   let loadedOnce = false
-  const status: ReloadStatus = { result: 'never', at: undefined, lastSuccessAt: undefined, routes: 0, file: options.file, format: undefined, sha256: undefined, errors: [], warnings: [] }
+  const status: ReloadStatus = { result: 'never', at: undefined, lastSuccessAt: undefined, routes: 0, file: options.file, format: undefined, sha256: undefined, errors: [], warnings: [], errorCount: 0, warningCount: 0 }
   let running: Promise<ReloadStatus> | undefined
   let queued: Promise<ReloadStatus> | undefined
+  let pendingRead: { since: number } | undefined
 
   function swap (): void {
     const merged = new Map<string, RouteEntry>()
@@ -76,55 +103,93 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     metrics.retainDomains(new Set(router.entries.keys()))
   }
 
-  function fail (errors: RouteProblem[], warnings: RouteProblem[], reason: string): ReloadStatus {
+  /**
+   * Logs the first LOGGED_PROBLEMS problems one per line and the rest as one
+   * count: 100,000 bad routes make 21 lines, not 100,000.
+   */
+  function logProblems (level: 'error' | 'warn', msg: string, problems: readonly RouteProblem[], count: number): void {
+    const shown = Math.min(problems.length, LOGGED_PROBLEMS)
+    for (let i = 0; i < shown; i++) logger[level](msg, { file: options.file, path: problems[i].path, problem: problems[i].message })
+    if (count > shown) {
+      logger[level](`${msg}s not logged`, { file: options.file, more: count - shown, summary: `and ${(count - shown).toLocaleString('en-US')} more (vmfront routes check --all FILE lists them)` })
+    }
+  }
+
+  function fail (errors: RouteProblem[], errorCount: number, warnings: RouteProblem[], warningCount: number, reason: string): ReloadStatus {
     status.result = 'failure'
     status.at = new Date().toISOString()
-    status.errors = errors
-    status.warnings = warnings
+    status.errors = errors.slice(0, STATUS_PROBLEMS)
+    status.warnings = warnings.slice(0, STATUS_PROBLEMS)
+    status.errorCount = errorCount
+    status.warningCount = warningCount
     metrics.routeReloads.inc({ result: 'failure' })
     metrics.lastReloadSuccessful.set(0)
-    for (const problem of errors) logger.error('route file problem', { file: options.file, path: problem.path, problem: problem.message })
-    logger.error('route reload failed: still serving the previous table', { file: options.file, reason, errors: errors.length, routes: status.routes })
+    logProblems('error', 'route file problem', errors, errorCount)
+    logger.error('route reload failed: still serving the previous table', { file: options.file, reason, errors: errorCount, routes: status.routes })
     return { ...status }
   }
 
-  function succeed (table: RouteTable, warnings: RouteProblem[], hash: string | undefined, reason: string): ReloadStatus {
+  function succeed (table: RouteTable, fileWarnings: RouteProblem[], fileWarningCount: number, hash: string | undefined, reason: string): ReloadStatus {
+    const warnings = fileWarnings.slice()
+    let warningCount = fileWarningCount
     const nextEntries: RouteEntry[] = []
     for (const [i, route] of table.routes.entries()) {
       let profile = route.rateProfile ?? 'default'
       if (!options.hasProfile(profile)) {
-        warnings.push({ path: `$.routes[${i}].rate_profile`, message: `unknown rate profile "${profile}": using "default"` })
+        warningCount++
+        if (warnings.length < STATUS_PROBLEMS) warnings.push({ path: `$.routes[${i}].rate_profile`, message: `unknown rate profile "${profile}": using "default"` })
         profile = 'default'
       }
       nextEntries.push({ domain: route.domain, route, profile })
     }
     current = table
+    servedFormat = hash === undefined ? undefined : table.format
     entries = nextEntries
     lastHash = hash
     swap()
     options.onTable?.(table)
     const now = new Date()
-    Object.assign(status, { result: 'success', at: now.toISOString(), lastSuccessAt: now.toISOString(), routes: table.routes.length, format: table.format, sha256: hash, errors: [], warnings })
+    Object.assign(status, { result: 'success', at: now.toISOString(), lastSuccessAt: now.toISOString(), routes: table.routes.length, format: table.format, sha256: hash, errors: [], warnings: warnings.slice(0, STATUS_PROBLEMS), errorCount: 0, warningCount })
     metrics.routeReloads.inc({ result: 'success' })
     metrics.lastReloadSuccessful.set(1)
     metrics.lastReloadSuccessTimestamp.set(now.getTime() / 1000)
-    for (const w of warnings) logger.warn('route file warning', { file: options.file, path: w.path, problem: w.message })
+    logProblems('warn', 'route file warning', warnings, warningCount)
     logger.info('routes loaded', { file: options.file, reason, routes: table.routes.length, format: table.format })
     return { ...status }
+  }
+
+  /** Reads the file, giving up after readTimeoutMs; at most one read is ever outstanding. */
+  async function readBounded (): Promise<string> {
+    if (pendingRead !== undefined) {
+      throw new RouteFileReadError(`has not finished being read since ${Math.round((Date.now() - pendingRead.since) / 1000)} s (a hung file system?): not read again until that read returns`)
+    }
+    pendingRead = { since: Date.now() }
+    const reading = read(options.file)
+    reading.then(() => { pendingRead = undefined }, () => { pendingRead = undefined })
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((resolve, reject) => {
+      timer = setTimeout(() => { reject(new RouteFileReadError(`could not be read within ${readTimeoutMs / 1000} s (a hung file system?): gave up`)) }, readTimeoutMs)
+      timer.unref()
+    })
+    try {
+      return await Promise.race([reading, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   async function load (reason: string): Promise<ReloadStatus> {
     let text: string
     try {
-      text = await readFile(options.file, 'utf8')
+      text = await readBounded()
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' && !loadedOnce) {
+      if (err instanceof RouteFileReadError && err.missing && !loadedOnce) {
         loadedOnce = true
         logger.warn('route file missing: serving an empty table', { file: options.file })
-        return succeed(EMPTY, [], undefined, reason)
+        return succeed(EMPTY, [], 0, undefined, reason)
       }
-      return fail([{ path: '$', message: `cannot read the file: ${(err as Error).message}` }], [], reason)
+      const message = err instanceof RouteFileReadError ? err.message : `cannot be read: ${(err as Error).message}`
+      return fail([{ path: '$', message }], 1, [], 0, reason)
     }
     loadedOnce = true
     const hash = createHash('sha256').update(text).digest('hex')
@@ -135,16 +200,23 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
       status.result = 'success'
       status.at = new Date().toISOString()
       status.errors = []
+      status.errorCount = 0
       return { ...status }
     }
     const parsed = parseRouteFileText(text)
-    if (!parsed.ok) return fail(parsed.errors, parsed.warnings, reason)
-    return succeed(parsed.table, parsed.warnings, hash, reason)
+    if (!parsed.ok) return fail(parsed.errors, parsed.errorCount, parsed.warnings, parsed.warningCount, reason)
+    // mulchd writes `{}` when no VM has a domain, so a bare `{}` must load beside
+    // it. Where the table came from a version 1 file (the vmfront daemon, or a
+    // hand-written file), `{}` is an emptied file, not a decision: refused.
+    if (isEmptyLegacyTable(parsed.table) && servedFormat === 'v1') {
+      return fail([{ path: '$', message: `is a bare {} but the ${current.routes.length} route${current.routes.length === 1 ? '' : 's'} in service came from a version 1 file: refused as an emptied file; to empty the table, write {"version":1,"routes":[]}` }], 1, parsed.warnings, parsed.warningCount, reason)
+    }
+    return succeed(parsed.table, parsed.warnings, parsed.warningCount, hash, reason)
   }
 
   function reload (reason: string): Promise<ReloadStatus> {
     if (running === undefined) {
-      running = load(reason).catch((err: unknown) => fail([{ path: '$', message: (err as Error).message }], [], reason)).finally(() => { running = undefined })
+      running = load(reason).catch((err: unknown) => fail([{ path: '$', message: (err as Error).message }], 1, [], 0, reason)).finally(() => { running = undefined })
       return running
     }
     // One reload is running: one more is queued, and later requests share it.
@@ -159,6 +231,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     reload,
     rebuild: swap,
     table: () => current,
-    status: () => ({ ...status })
+    status: () => ({ ...status }),
+    readPending: () => pendingRead !== undefined
   }
 }

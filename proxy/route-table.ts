@@ -53,10 +53,48 @@ export interface RouteProblem {
   message: string
 }
 
-/** The outcome of validation: a table only when there is no error. */
+/**
+ * The outcome of validation: a table only when there is no error. Every problem is
+ * counted (`errorCount`, `warningCount`), the first MAX_KEPT_PROBLEMS are listed.
+ */
 export type RouteParseResult =
-  | { ok: true, table: RouteTable, warnings: RouteProblem[] }
-  | { ok: false, errors: RouteProblem[], warnings: RouteProblem[] }
+  | { ok: true, table: RouteTable, warnings: RouteProblem[], warningCount: number }
+  | { ok: false, errors: RouteProblem[], errorCount: number, warnings: RouteProblem[], warningCount: number }
+
+/**
+ * How many problems of each kind a result lists. A 32 MiB file of `{}` routes
+ * has tens of millions of problems: listing them all would exhaust memory, and
+ * nobody reads past the first ones. 100,000 covers a file of 100,000 bad routes.
+ */
+export const MAX_KEPT_PROBLEMS = 100_000
+
+/** Values quoted in messages and keys in paths are cut at this many characters. */
+const SHOWN_CHARS = 80
+
+/**
+ * A value as a message quotes it: JSON text, cut at SHOWN_CHARS with the full
+ * length noted, so a 5 MB value is never echoed whole.
+ */
+export function showValue (value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value)
+  const quoted = typeof value === 'string' ? JSON.stringify(text.length > SHOWN_CHARS ? text.slice(0, SHOWN_CHARS) : text) : text.slice(0, SHOWN_CHARS)
+  return text.length > SHOWN_CHARS ? `${quoted}…(${Buffer.byteLength(text)} bytes)` : quoted
+}
+
+/** The JSON path of `key` under `at`: `$.routes` or `$["d.test"]`. */
+function keyPath (at: string, key: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) && key.length <= SHOWN_CHARS ? `${at}.${key}` : `${at}[${showValue(key)}]`
+}
+
+/** Collects problems: counts them all, keeps the first MAX_KEPT_PROBLEMS. */
+class ProblemList {
+  readonly list: RouteProblem[] = []
+  count = 0
+  add (path: string, message: string): void {
+    this.count++
+    if (this.list.length < MAX_KEPT_PROBLEMS) this.list.push({ path, message })
+  }
+}
 
 /** The JSON form of one v1 route, as written in the file. */
 export interface RouteJson {
@@ -69,6 +107,7 @@ export interface RouteJson {
   rate_profile?: string
 }
 
+const TOP_KEYS = new Set(['$schema', 'version', 'routes'])
 const ROUTE_KEYS = new Set(['domain', 'target', 'redirect_to', 'redirect_code', 'redirect_to_https', 'vm', 'rate_profile'])
 const LEGACY_KEYS = new Set(['Name', 'VMName', 'RedirectTo', 'RedirectCode', 'DestinationHost', 'DestinationPort', 'RedirectToHTTPS', 'RateProfile'])
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
@@ -104,23 +143,26 @@ export function hostnameProblem (name: string): string | undefined {
  * @returns the target, or an error message
  */
 export function parseTarget (text: string): Target | string {
+  // quoted only on failure: a valid target costs no JSON.stringify
+  const bad = (problem: string): string => `${showValue(text)} ${problem}`
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    return `"${text}" is not a URL (expected http://host:port)`
+    return bad('is not a URL (expected http://host:port)')
   }
-  if (url.protocol !== 'http:') return `"${text}" must use http:// (the VM side speaks plain HTTP)`
-  if (url.username !== '' || url.password !== '') return `"${text}" must not carry credentials`
+  if (url.protocol !== 'http:') return bad('must use http:// (the VM side speaks plain HTTP)')
+  if (url.username !== '' || url.password !== '') return bad('must not carry credentials')
   if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || /^http:\/\/[^/]+\/./.test(text)) {
-    return `"${text}" must be only http://host:port, with no path, query or fragment`
+    return bad('must be only http://host:port, with no path, query or fragment')
   }
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-  if (host === '') return `"${text}" has no host`
+  if (host === '') return bad('has no host')
   if (isIP(host) === 0 && hostnameProblem(host) !== undefined && !/^[a-z0-9-]{1,63}$/.test(host)) {
-    return `"${text}" has an invalid host "${host}"`
+    return bad(`has an invalid host ${showValue(host)}`)
   }
   const port = url.port === '' ? 80 : Number(url.port)
+  if (port === 0) return bad('has port 0: a VM listens on a port from 1 to 65535')
   const origin = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
   return { host, port, origin }
 }
@@ -166,9 +208,9 @@ const V1_FIELDS: FieldNames = {
   rateProfile: 'rate_profile'
 }
 
-function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: RouteProblem[], warnings: RouteProblem[]): Route | undefined {
-  const before = errors.length
-  const err = (field: string, message: string): void => { errors.push({ path: `${at}.${field}`, message }) }
+function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: ProblemList, warnings: ProblemList): Route | undefined {
+  const before = errors.count
+  const err = (field: string, message: string): void => { errors.add(`${at}.${field}`, message) }
 
   let domain = ''
   if (raw.domain === undefined) err(names.domain, 'is required')
@@ -200,18 +242,18 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Ro
   }
 
   if (raw.target !== undefined && raw.redirectTo !== undefined) {
-    errors.push({ path: at, message: `has both ${names.target} and ${names.redirectTo}: a route either forwards or redirects` })
+    errors.add(at, `has both ${names.target} and ${names.redirectTo}: a route either forwards or redirects`)
   } else if (raw.target === undefined && raw.redirectTo === undefined) {
-    errors.push({ path: at, message: `needs ${names.target} or ${names.redirectTo}` })
+    errors.add(at, `needs ${names.target} or ${names.redirectTo}`)
   }
 
   let redirectCode: RedirectCode = 302
   if (raw.redirectCode !== undefined) {
     if (!(REDIRECT_CODES as readonly unknown[]).includes(raw.redirectCode)) {
-      err(names.redirectCode, `must be one of ${REDIRECT_CODES.join(', ')}, not ${JSON.stringify(raw.redirectCode)}`)
+      err(names.redirectCode, `must be one of ${REDIRECT_CODES.join(', ')}, not ${showValue(raw.redirectCode)}`)
     } else redirectCode = raw.redirectCode as RedirectCode
     if (raw.redirectTo === undefined && raw.target !== undefined) {
-      warnings.push({ path: `${at}.${names.redirectCode}`, message: `is ignored: the route has no ${names.redirectTo}` })
+      warnings.add(`${at}.${names.redirectCode}`, `is ignored: the route has no ${names.redirectTo}`)
     }
   }
 
@@ -230,11 +272,11 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Ro
   let rateProfile: string | undefined
   if (raw.rateProfile !== undefined) {
     if (typeof raw.rateProfile !== 'string') err(names.rateProfile, `must be a string, not ${typeName(raw.rateProfile)}`)
-    else if (raw.rateProfile !== '' && !PROFILE_NAME.test(raw.rateProfile)) err(names.rateProfile, `"${raw.rateProfile}" is not a valid profile name`)
+    else if (raw.rateProfile !== '' && !PROFILE_NAME.test(raw.rateProfile)) err(names.rateProfile, `${showValue(raw.rateProfile)} is not a valid profile name (letters, digits, "_", "." and "-", at most 64)`)
     else if (raw.rateProfile !== '') rateProfile = raw.rateProfile
   }
 
-  if (errors.length !== before) return undefined
+  if (errors.count !== before) return undefined
   const route: Route = { domain, redirectCode, redirectToHttps }
   if (target !== undefined) Object.assign(route, { target: Object.freeze(target) })
   if (redirectTo !== undefined) Object.assign(route, { redirectTo })
@@ -243,14 +285,16 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Ro
   return Object.freeze(route)
 }
 
-function parseV1 (doc: Record<string, unknown>, errors: RouteProblem[], warnings: RouteProblem[]): Route[] {
+function parseV1 (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList): Route[] {
   for (const key of Object.keys(doc)) {
-    if (key !== 'version' && key !== 'routes') errors.push({ path: `$.${key}`, message: 'is not a known key (expected "version" and "routes")' })
+    if (!TOP_KEYS.has(key)) errors.add(keyPath('$', key), 'is not a known key (expected "version", "routes" and optionally "$schema")')
   }
-  if (doc.version === undefined) errors.push({ path: '$.version', message: `is required (${ROUTE_FILE_VERSION})` })
-  else if (doc.version !== ROUTE_FILE_VERSION) errors.push({ path: '$.version', message: `must be ${ROUTE_FILE_VERSION}, not ${JSON.stringify(doc.version)}` })
+  // Editors find the schema through "$schema" (SPEC §13); its value is not ours to check beyond its type.
+  if (doc.$schema !== undefined && typeof doc.$schema !== 'string') errors.add('$.$schema', `must be a string (the schema's URL or path), not ${typeName(doc.$schema)}`)
+  if (doc.version === undefined) errors.add('$.version', `is required (${ROUTE_FILE_VERSION})`)
+  else if (doc.version !== ROUTE_FILE_VERSION) errors.add('$.version', `must be ${ROUTE_FILE_VERSION}, not ${showValue(doc.version)}`)
   if (!Array.isArray(doc.routes)) {
-    errors.push({ path: '$.routes', message: doc.routes === undefined ? 'is required (an array of routes)' : `must be an array, not ${typeName(doc.routes)}` })
+    errors.add('$.routes', doc.routes === undefined ? 'is required (an array of routes)' : `must be an array, not ${typeName(doc.routes)}`)
     return []
   }
   const routes: Route[] = []
@@ -258,11 +302,11 @@ function parseV1 (doc: Record<string, unknown>, errors: RouteProblem[], warnings
   doc.routes.forEach((entry: unknown, i: number) => {
     const at = `$.routes[${i}]`
     if (!isPlainObject(entry)) {
-      errors.push({ path: at, message: `must be an object, not ${typeName(entry)}` })
+      errors.add(at, `must be an object, not ${typeName(entry)}`)
       return
     }
     for (const key of Object.keys(entry)) {
-      if (!ROUTE_KEYS.has(key)) errors.push({ path: `${at}.${key}`, message: `is not a known key (known: ${[...ROUTE_KEYS].join(', ')})` })
+      if (!ROUTE_KEYS.has(key)) errors.add(keyPath(at, key), `is not a known key (known: ${[...ROUTE_KEYS].join(', ')})`)
     }
     const route = validateRoute({
       domain: entry.domain,
@@ -275,11 +319,19 @@ function parseV1 (doc: Record<string, unknown>, errors: RouteProblem[], warnings
     }, at, V1_FIELDS, errors, warnings)
     if (route === undefined) return
     const first = seen.get(route.domain)
-    if (first !== undefined) errors.push({ path: `${at}.domain`, message: `"${route.domain}" is a duplicate of $.routes[${first}]` })
+    if (first !== undefined) {
+      errors.add(`${at}.domain`, `"${route.domain}" is a duplicate of $.routes[${first}]${duplicateNote(entry.domain, route.domain)}`)
+      return
+    }
     seen.set(route.domain, i)
     routes.push(route)
   })
   return routes
+}
+
+/** Why a duplicate may not look like one. */
+function duplicateNote (written: unknown, domain: string): string {
+  return written !== domain ? ' (a trailing dot names the same domain)' : ''
 }
 
 const LEGACY_FIELDS: FieldNames = {
@@ -292,31 +344,31 @@ const LEGACY_FIELDS: FieldNames = {
   rateProfile: 'RateProfile'
 }
 
-function parseLegacy (doc: Record<string, unknown>, errors: RouteProblem[], warnings: RouteProblem[]): Route[] {
+function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList): Route[] {
   const routes: Route[] = []
   for (const [key, entry] of Object.entries(doc)) {
-    const at = `$[${JSON.stringify(key)}]`
+    const at = `$[${showValue(key)}]`
     if (!isPlainObject(entry)) {
-      errors.push({ path: at, message: `must be an object, not ${typeName(entry)}` })
+      errors.add(at, `must be an object, not ${typeName(entry)}`)
       continue
     }
     for (const field of Object.keys(entry)) {
-      if (!LEGACY_KEYS.has(field)) errors.push({ path: `${at}.${field}`, message: `is not a known key of the Mulch format (known: ${[...LEGACY_KEYS].join(', ')})` })
+      if (!LEGACY_KEYS.has(field)) errors.add(keyPath(at, field), `is not a known key of the Mulch format (known: ${[...LEGACY_KEYS].join(', ')})`)
     }
     const name = entry.Name ?? key
     if (typeof name === 'string' && name !== key) {
-      errors.push({ path: `${at}.Name`, message: `"${name}" does not match its key "${key}"` })
+      errors.add(`${at}.Name`, `${showValue(name)} does not match its key ${showValue(key)}`)
     }
     const redirectTo = entry.RedirectTo === '' ? undefined : entry.RedirectTo
     let target: unknown
     if (redirectTo === undefined) {
       if (typeof entry.DestinationHost !== 'string' || entry.DestinationHost === '') {
-        errors.push({ path: `${at}.DestinationHost`, message: 'is required when RedirectTo is empty' })
+        errors.add(`${at}.DestinationHost`, 'is required when RedirectTo is empty')
         continue
       }
       const port = entry.DestinationPort ?? 80
       if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) {
-        errors.push({ path: `${at}.DestinationPort`, message: `must be a port number (1-65535), not ${JSON.stringify(port)}` })
+        errors.add(`${at}.DestinationPort`, `must be a port number (1-65535), not ${showValue(port)}`)
         continue
       }
       const host = entry.DestinationHost
@@ -333,7 +385,16 @@ function parseLegacy (doc: Record<string, unknown>, errors: RouteProblem[], warn
       vm: entry.VMName,
       rateProfile: entry.RateProfile
     }, at, LEGACY_FIELDS, errors, warnings)
-    if (route !== undefined) routes.push(route)
+    if (route === undefined) continue
+    // Keys are unique, but "d.test." names the same domain as "d.test" (Name must
+    // equal its key, so only the trailing dot can make them differ): one of the two
+    // would be silently shadowed. A lookup, not a set of all names: it costs
+    // nothing for the keys without a dot.
+    if (key !== route.domain && Object.hasOwn(doc, route.domain)) {
+      errors.add(at, `"${route.domain}" is a duplicate of $[${showValue(route.domain)}]${duplicateNote(key, route.domain)}`)
+      continue
+    }
+    routes.push(route)
   }
   return routes
 }
@@ -350,21 +411,39 @@ export function isLegacyShape (doc: unknown): boolean {
  * path; returns a deep-frozen table only when there is no error.
  */
 export function parseRouteTable (doc: unknown): RouteParseResult {
-  const errors: RouteProblem[] = []
-  const warnings: RouteProblem[] = []
-  if (!isPlainObject(doc)) {
-    return { ok: false, errors: [{ path: '$', message: `must be an object, not ${typeName(doc)}` }], warnings }
-  }
-  const legacy = isLegacyShape(doc)
-  const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings)
+  return parseDocument(doc, new ProblemList())
+}
 
-  if (errors.length > 0) return { ok: false, errors, warnings }
-  const table: RouteTable = Object.freeze({
-    version: ROUTE_FILE_VERSION,
-    format: legacy ? 'mulch-legacy' : 'v1',
-    routes: Object.freeze(routes)
-  })
-  return { ok: true, table, warnings }
+function isEmptyObject (doc: Record<string, unknown>): boolean {
+  for (const key in doc) if (Object.hasOwn(doc, key)) return false
+  return true
+}
+
+/** True for the bare `{}`: Mulch's empty domains file, or an emptied file. */
+export function isEmptyLegacyTable (table: RouteTable): boolean {
+  return table.format === 'mulch-legacy' && table.routes.length === 0
+}
+
+function parseDocument (doc: unknown, warnings: ProblemList): RouteParseResult {
+  const errors = new ProblemList()
+  if (!isPlainObject(doc)) {
+    errors.add('$', `must be an object, not ${typeName(doc)}`)
+  } else {
+    const legacy = isLegacyShape(doc)
+    if (legacy && isEmptyObject(doc)) {
+      warnings.add('$', 'is an empty object: read as Mulch\'s empty domains file (no routes). The proxy refuses it in place of a table loaded from a version 1 file; to empty such a table, write {"version":1,"routes":[]}')
+    }
+    const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings)
+    if (errors.count === 0) {
+      const table: RouteTable = Object.freeze({
+        version: ROUTE_FILE_VERSION,
+        format: legacy ? 'mulch-legacy' : 'v1',
+        routes: Object.freeze(routes)
+      })
+      return { ok: true, table, warnings: warnings.list, warningCount: warnings.count }
+    }
+  }
+  return { ok: false, errors: errors.list, errorCount: errors.count, warnings: warnings.list, warningCount: warnings.count }
 }
 
 /**
@@ -372,14 +451,22 @@ export function parseRouteTable (doc: unknown): RouteParseResult {
  * reported at `$` with the position JSON.parse gives.
  */
 export function parseRouteFileText (text: string): RouteParseResult {
+  const warnings = new ProblemList()
+  // RFC 8259 §8.1 lets a parser ignore a byte order mark. Editors on Windows add
+  // one; its meaning is unambiguous, and JSON.parse alone would report an
+  // invisible "Unexpected token". Accepted, with a warning naming it.
+  if (text.charCodeAt(0) === 0xfeff) {
+    text = text.slice(1)
+    warnings.add('$', 'starts with a UTF-8 byte order mark (BOM): ignored; save the file without it (other JSON tools may refuse it)')
+  }
   let doc: unknown
   try {
     doc = JSON.parse(text)
   } catch (err) {
     const message = text.trim() === '' ? 'the file is empty' : `is not valid JSON: ${(err as Error).message}`
-    return { ok: false, errors: [{ path: '$', message }], warnings: [] }
+    return { ok: false, errors: [{ path: '$', message }], errorCount: 1, warnings: warnings.list, warningCount: warnings.count }
   }
-  return parseRouteTable(doc)
+  return parseDocument(doc, warnings)
 }
 
 /** The v1 JSON form of a route, with defaults left out. */

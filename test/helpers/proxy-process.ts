@@ -42,6 +42,8 @@ export interface ProxyOptions {
   /** Reuse a data_dir (restarts); default: a fresh one. */
   dataDir?: string
   env?: NodeJS.ProcessEnv
+  /** Runs once the files are written, just before the process starts (e.g. to make the route file a FIFO). */
+  beforeStart?: (paths: { dir: string, routesFile: string }) => void
 }
 
 export function tempDir (t: Teardown, prefix = 'vmfront-test-'): string {
@@ -68,6 +70,7 @@ export async function startProxyProcess (t: Teardown, options: ProxyOptions = {}
     options.listen ?? '[listen]\nhttp = "127.0.0.1:0"\nhttps = ""\nadmin = "127.0.0.1:0"',
     options.toml ?? ''
   ].join('\n') + '\n')
+  options.beforeStart?.({ dir, routesFile })
   const child = spawn(NODE, [CLI, 'proxy', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
   const followed = followProcess(t, child, 'proxy')
   const { logs, waitForLog } = followed

@@ -31,7 +31,7 @@ t.test('COMMAND --help prints that command\'s usage on stdout and exits 0', asyn
   const cases: Array<[string[], string]> = [
     [['proxy', '--help'], 'Usage: vmfront proxy'],
     [['proxy', '-h'], 'Usage: vmfront proxy'],
-    [['routes', '--help'], 'Usage: vmfront routes check FILE'],
+    [['routes', '--help'], 'Usage: vmfront routes check [--all] FILE'],
     [['daemon', '--help'], 'usage: vmfront daemon'],
     [['vm', '--help'], 'usage: vmfront vm'],
     [['--help'], 'Usage: vmfront <command>'],
