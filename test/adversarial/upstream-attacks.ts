@@ -157,8 +157,8 @@ export function slowReadAtFullScale (port: number, host: string, path: string): 
 }
 
 /**
- * A VM for the attacks: `/big` answers `bigBytes` written with backpressure, any
- * other path a short body. Counts its open connections.
+ * A VM for the attacks: `/big` answers `bigBytes` written with backpressure, `/huge`
+ * 1 GiB (more than any socket buffers hold), any other path a short body.
  */
 export async function startBigVm (bigBytes = 4 * 1024 * 1024): Promise<{ server: http.Server, port: number, connections: () => Promise<number>, close: () => Promise<void> }> {
   const chunk = Buffer.alloc(64 * 1024, 0x61)
@@ -168,12 +168,13 @@ export async function startBigVm (bigBytes = 4 * 1024 * 1024): Promise<{ server:
       req.on('end', () => { res.end('uploaded') })
       return
     }
-    if (req.url !== '/big') {
+    if (req.url !== '/big' && req.url !== '/huge') {
       res.end('ok')
       return
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bigBytes })
-    let left = bigBytes
+    const size = req.url === '/big' ? bigBytes : 1024 * 1024 * 1024
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size })
+    let left = size
     const pump = (): void => {
       while (left > 0) {
         const n = Math.min(left, chunk.length)
