@@ -357,17 +357,34 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
         // A streamed body cannot be replayed: never retry on another connection.
         idempotent: !hasBody && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
       }, onError)
-      if (te === undefined) {
-        handler.begin()
+      const start = (): void => {
+        if (te === undefined) {
+          handler.begin()
+          return
+        }
+        // The parser emits the request before it parses the rest of the packet: one
+        // turn later, a malformed first chunk has already failed the request (400
+        // from the listener), and nothing of it goes to the VM.
+        setImmediate(() => {
+          if (req.destroyed || res.destroyed || req.socket?.destroyed === true) return
+          handler.begin()
+        })
+      }
+      if ('stream' in res || res.socket !== null) {
+        start()
         return
       }
-      // The parser emits the request before it parses the rest of the packet: one
-      // turn later, a malformed first chunk has already failed the request (400
-      // from the listener), and nothing of it goes to the VM.
-      setImmediate(() => {
-        if (req.destroyed || res.destroyed || req.socket?.destroyed === true) return
-        handler.begin()
-      })
+      // A pipelined HTTP/1.1 request: its response cannot be sent before the ones
+      // ahead of it, so it goes to the VM only when it is its turn. Forwarded at once,
+      // it would hold a VM connection, paused, for as long as the client takes to
+      // read everything before it (slowhttptest -k).
+      const onTurn = (): void => {
+        res.off('close', onGone)
+        start()
+      }
+      const onGone = (): void => { res.off('socket', onTurn) }
+      res.once('socket', onTurn)
+      res.once('close', onGone)
     },
     async close (): Promise<void> {
       ctx.responseDeadlines.close()

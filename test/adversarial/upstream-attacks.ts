@@ -160,9 +160,11 @@ export function slowReadAtFullScale (port: number, host: string, path: string): 
  * A VM for the attacks: `/big` answers `bigBytes` written with backpressure, `/huge`
  * 1 GiB (more than any socket buffers hold), any other path a short body.
  */
-export async function startBigVm (bigBytes = 4 * 1024 * 1024): Promise<{ server: http.Server, port: number, connections: () => Promise<number>, close: () => Promise<void> }> {
+export async function startBigVm (bigBytes = 4 * 1024 * 1024): Promise<{ server: http.Server, port: number, requests: () => number, connections: () => Promise<number>, close: () => Promise<void> }> {
   const chunk = Buffer.alloc(64 * 1024, 0x61)
+  let requests = 0
   const server = http.createServer((req, res) => {
+    requests++
     if (req.method === 'POST') {
       req.resume()
       req.on('end', () => { res.end('uploaded') })
@@ -191,6 +193,7 @@ export async function startBigVm (bigBytes = 4 * 1024 * 1024): Promise<{ server:
   return {
     server,
     port,
+    requests: () => requests,
     connections: () => new Promise((resolve, reject) => { server.getConnections((err, n) => { if (err !== null) reject(err); else resolve(n) }) }),
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => { resolve() }) })
   }

@@ -57,6 +57,20 @@ t.test('upstream connections end with their clients, whatever the clients do', a
     })
   }
 
+  await t.test('pipelined requests go to the VM one at a time, when their turn comes', async (t) => {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    t.teardown(() => { socket.destroy() })
+    const before = vm.requests()
+    socket.write('GET /big HTTP/1.1\r\nHost: vm.test\r\n\r\n'.repeat(3))
+    socket.pause()
+    await pollUntil(() => vm.requests() > before, 3000, 'the first pipelined request at the VM')
+    // A later request from another client: answered means the proxy has long seen the pipelined ones.
+    t.equal((await normalGet(port, 'vm.test', '/', 3000)).status, 200)
+    t.equal(vm.requests() - before, 2, 'only the first pipelined request (and the other client) reached the VM')
+    socket.resetAndDestroy()
+  })
+
   await t.test('a request waiting for a pool slot gets its 504 at upstream_response from dispatch', async (t) => {
     const results = await Promise.all(Array.from({ length: MAX + 3 }, async () => await normalGet(port, 'silent.test', '/', 5000)))
     for (const r of results) {
