@@ -231,3 +231,85 @@ export function normalGet (port: number, host: string, path = '/', timeoutMs = 5
     req.on('error', () => { resolve({ status: 0, ms: performance.now() - start }) })
   })
 }
+
+export interface UpstreamTortureResult {
+  attack: string
+  /** A normal client's GET / every 200 ms during the attack. */
+  normal: { requests: number, failed: number, p50Ms: number, p99Ms: number }
+  /** Most proxy→VM connections seen at once (ss, every 100 ms); the limit is max_connections_per_target. */
+  peakUpstream: number
+  /** After the attack and `settleMs`: proxy→VM connections still open, and those with unread data. */
+  leakedUpstream: number
+  stuckWithUnread: number
+  fds: { before: number, after: number }
+  rssKiB: { before: number, after: number }
+  /** A normal client's status once the attack is over. */
+  normalAfter: number
+}
+
+/**
+ * The torture version, end to end: a proxy process with the given extra TOML, a VM
+ * serving 4 MiB at /big, the attack (slowhttptest with issue 9's parameters, or
+ * `runUpstreamAttack` at the same scale when `tool` is 'node'), a normal client
+ * throughout, then the leak measurements after `settleMs` (past upstream.keepalive).
+ */
+export async function measureUpstreamAttack (t: { teardown (fn: () => unknown): void }, options: { tool: 'slowhttptest' | 'node', toml?: string, settleMs?: number }): Promise<UpstreamTortureResult> {
+  const { startProxyProcess, routesDoc } = await import('../helpers/proxy-process.ts')
+  const { readdirSync, readFileSync } = await import('node:fs')
+  const { spawn } = await import('node:child_process')
+  const vm = await startBigVm()
+  t.teardown(vm.close)
+  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'localhost', target: `http://127.0.0.1:${vm.port}` }]), toml: options.toml ?? '' })
+  const pid = proxy.child.pid ?? 0
+  const fds = (): number => readdirSync(`/proc/${pid}/fd`).length
+  const rss = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+  const before = { fds: fds(), rss: rss() }
+  let peak = 0
+  let stop = false
+  const latencies: number[] = []
+  let failed = 0
+  const sampler = (async () => {
+    while (!stop) {
+      peak = Math.max(peak, upstreamSockets(vm.port).established)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })()
+  const normal = (async () => {
+    while (!stop) {
+      const r = await normalGet(proxy.ports.http, 'localhost', '/', 70_000)
+      if (r.status === 200) latencies.push(r.ms)
+      else failed++
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  })()
+  let attack: string
+  if (options.tool === 'slowhttptest') {
+    const args = ['-c', '200', '-X', '-r', '200', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-u', `http://localhost:${proxy.ports.http}/big`, '-l', '20']
+    attack = `slowhttptest ${args.join(' ')}`
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('slowhttptest', args, { stdio: 'ignore' })
+      child.on('error', reject)
+      child.on('exit', () => { resolve() })
+    })
+  } else {
+    const opts = slowReadAtFullScale(proxy.ports.http, 'localhost', '/big')
+    attack = `runUpstreamAttack slow-read c=${opts.connections} k=${opts.pipeline} l=${opts.holdMs / 1000}s`
+    await runUpstreamAttack(opts)
+  }
+  stop = true
+  await Promise.all([sampler, normal])
+  await new Promise((resolve) => setTimeout(resolve, options.settleMs ?? 6000))
+  const after = upstreamSockets(vm.port)
+  latencies.sort((a, b) => a - b)
+  const pct = (p: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? -1)
+  return {
+    attack,
+    normal: { requests: latencies.length + failed, failed, p50Ms: pct(0.5), p99Ms: pct(0.99) },
+    peakUpstream: peak,
+    leakedUpstream: after.established,
+    stuckWithUnread: after.withUnread,
+    fds: { before: before.fds, after: fds() },
+    rssKiB: { before: before.rss, after: rss() },
+    normalAfter: (await normalGet(proxy.ports.http, 'localhost', '/', 5000)).status
+  }
+}
