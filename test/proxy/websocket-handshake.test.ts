@@ -8,6 +8,7 @@ import net from 'node:net'
 import { createWebSocketProxy } from '../../proxy/websocket.ts'
 import type { UpstreamFailure } from '../../proxy/forward.ts'
 import { startBackend } from '../helpers/backend.ts'
+import { startProxyProcess, routesDoc } from '../helpers/proxy-process.ts'
 import { pollUntil } from '../helpers/pebble.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
@@ -156,4 +157,19 @@ t.test('websocket_idle closes a silent open tunnel, both sides', async (t) => {
   t.match(outcome?.data ?? '', /^HTTP\/1\.1 101 /)
   t.ok((outcome?.ms ?? Infinity) >= 450, `after websocket_idle (${Math.round(outcome?.ms ?? Infinity)} ms)`)
   t.equal(await within((upstreamEnded ?? Promise.resolve()).then(() => true), 1000), true, 'the VM side was closed too')
+})
+
+t.test('through a proxy process: a client leaving during the handshake closes the VM connection', async (t) => {
+  const vm = await startSilentVm(t)
+  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'ws.test', target: `http://127.0.0.1:${vm.port}` }]) })
+  const { socket } = exchange(proxy.ports.http, UPGRADE)
+  const upstream = await vm.accepted()
+  upstream.resume()
+  const upstreamClosed = new Promise<number>((resolve) => { upstream.once('close', () => { resolve(performance.now()) }) })
+  const left = performance.now()
+  socket.resetAndDestroy()
+  const closedAt = await within(upstreamClosed, 3000) ?? Infinity
+  t.ok(closedAt - left < 1000, `the VM connection closed ${Math.round(closedAt - left)} ms after the client left`)
+  const line = await proxy.waitForLog((l) => l.msg === 'access' && l.path === '/ws', 3000)
+  t.equal(line.status, 499, 'logged as a client abort')
 })
