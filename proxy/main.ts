@@ -107,7 +107,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     keepAliveMs: config.upstream.keepAliveMs,
     maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
   })
-  const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
   const limiter = createRateLimiter({ profiles: config.rateProfiles })
   metrics.rateTrackedIps = () => limiter.snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
   for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })

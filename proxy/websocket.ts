@@ -2,7 +2,10 @@
  * @module proxy/websocket
  * WebSocket (and other HTTP/1.1 Upgrade) forwarding through http-proxy-3: the
  * client's upgrade request goes to the VM with our forwarding headers, then the
- * two sockets are piped until either side closes.
+ * two sockets are piped until either side closes. The handshake (connect and the
+ * VM's answer) is bounded by `timeouts.upstream_response`, and it ends with the
+ * client: http-proxy-3 itself bounds neither, nor aborts the upstream request when
+ * the client leaves before the VM has answered.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -10,30 +13,158 @@ import { createProxyServer } from 'http-proxy-3'
 import type { Socket } from 'node:net'
 import { classifyUpstreamError, type UpstreamFailure } from './forward.ts'
 import { FORWARDING_HEADERS, CHAIN_AUTH_HEADER, type ClientInfo } from './headers.ts'
+import { DeadlineQueue } from './deadline-queue.ts'
+import type { Deadline } from './deadline-queue.ts'
+import { ProxyError } from './errors.ts'
 
 export interface WebSocketProxy {
   /**
    * Forwards an upgrade request. `done` is called once: with a failure when the VM
-   * could not be reached (a 502/504 was written to the socket), or without one when
-   * the tunnel closes.
+   * could not be reached in time (a 502/504 was written to the socket) or the client
+   * left during the handshake (499), or without one when the tunnel closes (101, or
+   * the VM's status when it answered the upgrade with a plain response).
    */
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void): void
   close (): void
 }
 
-/** The VM's answer to the handshake (101, or the status it refused with), kept on the client request. */
-const VM_STATUS = Symbol('vmfront.vmStatus')
-type TrackedRequest = IncomingMessage & { [VM_STATUS]?: number }
+export interface WebSocketProxyOptions {
+  /** Unused here: http-proxy-3 has no connect timeout for upgrades; `responseTimeoutMs` bounds connect and answer together. */
+  connectTimeoutMs: number
+  /** Silence after which an open tunnel is closed; 0 = never. */
+  idleTimeoutMs: number
+  /** Connect plus the VM's answer to the upgrade (504 when exceeded); default 60 s, as `timeouts.upstream_response`. */
+  responseTimeoutMs?: number
+}
 
-export function createWebSocketProxy (options: { connectTimeoutMs: number, idleTimeoutMs: number }): WebSocketProxy {
-  const proxy = createProxyServer({ ws: true, xfwd: false, prependPath: false, proxyTimeout: options.connectTimeoutMs })
+/** One upgrade until the VM has answered (or failed), then until the tunnel closes. */
+class Handshake {
+  private readonly socket: Duplex
+  private readonly done: (status: number, failure?: UpstreamFailure) => void
+  private readonly deadlines: DeadlineQueue
+  private deadline: Deadline | undefined = undefined
+  private proxyReq: ClientRequest | undefined = undefined
+  /** The VM's answer: 101, or the status of the plain response it sent instead. */
+  private answered: number | undefined = undefined
+  private upstreamSocket: Socket | undefined = undefined
+  private settled = false
+
+  /** What the client sent before the VM answered, handed back to the tunnel after the 101. */
+  private early: Buffer[] = []
+  private earlyBytes = 0
+  private readonly onEarlyData = (chunk: Buffer): void => {
+    this.earlyBytes += chunk.length
+    // A WebSocket client waits for the 101 before it sends frames.
+    if (this.earlyBytes > MAX_EARLY_BYTES) this.socket.destroy()
+    else this.early.push(chunk)
+  }
+
+  // A client that no longer waits (FIN) during the handshake has left.
+  private readonly onEarlyEnd = (): void => { this.socket.destroy() }
+
+  constructor (socket: Duplex, deadlines: DeadlineQueue, done: (status: number, failure?: UpstreamFailure) => void) {
+    this.socket = socket
+    this.deadlines = deadlines
+    this.done = done
+    this.deadline = deadlines.start(onHandshakeDeadline, this)
+    socket.once('close', () => { this.clientClosed() })
+    // A paused socket never learns that its peer left: read while waiting for the VM.
+    socket.on('data', this.onEarlyData)
+    socket.once('end', this.onEarlyEnd)
+  }
+
+  /** Stops watching the client; what it sent early goes back in front of the stream. */
+  private stopWatching (): void {
+    this.socket.off('data', this.onEarlyData)
+    this.socket.off('end', this.onEarlyEnd)
+    this.socket.pause()
+    if (this.early.length > 0) this.socket.unshift(Buffer.concat(this.early))
+    this.early = []
+  }
+
+  /** http-proxy-3 created the upstream request (synchronously, inside `ws()`). */
+  attach (proxyReq: ClientRequest): void {
+    this.proxyReq = proxyReq
+    // Registered before http-proxy-3's own listeners, so these run first.
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
+      this.answer(101)
+      this.stopWatching()
+      this.upstreamSocket = upstream
+      // The client left while the 101 was on its way: nothing will pipe this socket.
+      if (this.socket.destroyed) upstream.destroy()
+    })
+    proxyReq.once('response', (res: IncomingMessage) => { this.answer(res.statusCode ?? 502) })
+  }
+
+  /** After `ws()`: no upstream request means http-proxy-3 refused the upgrade (not a WebSocket) and closed the socket. */
+  started (): void {
+    if (this.proxyReq === undefined) this.settle(400)
+  }
+
+  private answer (status: number): void {
+    this.answered = status
+    this.deadlines.cancel(this.deadline)
+    this.deadline = undefined
+  }
+
+  private settle (status: number, failure?: UpstreamFailure): void {
+    if (this.settled) return
+    this.settled = true
+    this.deadlines.cancel(this.deadline)
+    this.deadline = undefined
+    this.done(status, failure)
+  }
+
+  private clientClosed (): void {
+    if (this.answered !== undefined) {
+      // http-proxy-3 only ends (FIN) the upstream side; a VM that never closes its end would keep it.
+      this.upstreamSocket?.destroy()
+      this.settle(this.answered)
+      return
+    }
+    this.settle(499, 'client_abort')
+    this.proxyReq?.destroy()
+  }
+
+  timedOut (): void {
+    this.deadline = undefined
+    if (this.answered !== undefined || this.settled) return
+    // The request's 'error' reaches `failed` through http-proxy-3's callback.
+    const err = new ProxyError('PROXY_UPSTREAM_TIMEOUT', 'no answer to the WebSocket upgrade within timeouts.upstream_response', { status: 504 })
+    if (this.proxyReq !== undefined) this.proxyReq.destroy(err)
+    else this.failed(err)
+  }
+
+  /** http-proxy-3 reports an upstream error (before or after the upgrade). */
+  failed (err: Error & { code?: string }): void {
+    if (this.answered !== undefined) {
+      // A tunnel or a relayed response broke: a status line now would corrupt the stream.
+      this.socket.destroy()
+      return
+    }
+    const { status, failure } = classifyUpstreamError(err)
+    if (this.socket.writable) {
+      this.socket.end(`HTTP/1.1 ${status} ${status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+    }
+    this.settle(status, failure)
+  }
+}
+
+/** More than this from a client before the VM's 101 closes the client. */
+const MAX_EARLY_BYTES = 64 * 1024
+
+function onHandshakeDeadline (handshake: Handshake): void {
+  handshake.timedOut()
+}
+
+export function createWebSocketProxy (options: WebSocketProxyOptions): WebSocketProxy {
+  const proxy = createProxyServer({ ws: true, xfwd: false, prependPath: false })
+  const deadlines = new DeadlineQueue(options.responseTimeoutMs ?? 60_000)
+  // The handshake whose `ws()` call is running: http-proxy-3 emits proxyReqWs synchronously.
+  const starting = new WeakMap<IncomingMessage, Handshake>()
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => { starting.get(req)?.attach(proxyReq) })
   // Errors are handled per call; this keeps an unhandled 'error' from throwing.
   proxy.on('error', () => {})
-  // A VM that refuses the upgrade answers a plain response, relayed as is: record its status, not 101.
-  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: TrackedRequest) => {
-    proxyReq.once('response', (res: IncomingMessage) => { req[VM_STATUS] = res.statusCode })
-    proxyReq.once('upgrade', () => { req[VM_STATUS] = 101 })
-  })
   return {
     upgrade (req, socket, head, origin, client, done): void {
       for (const name of Object.keys(req.headers)) {
@@ -43,27 +174,19 @@ export function createWebSocketProxy (options: { connectTimeoutMs: number, idleT
       req.headers['x-forwarded-proto'] = client.proto
       req.headers['x-forwarded-host'] = client.forwardedHost
       req.headers['x-real-ip'] = client.clientIp
-      let settled = false
-      const settle = (status: number, failure?: UpstreamFailure): void => {
-        if (settled) return
-        settled = true
-        done(status, failure)
+      const handshake = new Handshake(socket, deadlines, done)
+      starting.set(req, handshake)
+      try {
+        proxy.ws(req, socket, head, { target: origin }, (err) => { handshake.failed(err as Error & { code?: string }) })
+      } finally {
+        starting.delete(req)
       }
+      handshake.started()
+      // After ws(): http-proxy-3 clears the client socket's timeout when it sets the socket up.
       if (options.idleTimeoutMs > 0) (socket as Socket).setTimeout?.(options.idleTimeoutMs, () => { socket.destroy() })
-      // Closed before the VM answered: the client gave up (499), like a request.
-      socket.once('close', () => {
-        const status = (req as TrackedRequest)[VM_STATUS]
-        settle(status ?? 499, status === undefined ? 'client_abort' : undefined)
-      })
-      proxy.ws(req, socket, head, { target: origin }, (err) => {
-        const { status, failure } = classifyUpstreamError(err as Error & { code?: string })
-        if (socket.writable) {
-          socket.end(`HTTP/1.1 ${status} ${status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-        }
-        settle(status, failure)
-      })
     },
     close (): void {
+      deadlines.close()
       proxy.close()
     }
   }
