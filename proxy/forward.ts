@@ -346,7 +346,11 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
     forward (req, res, origin, path, headers, onError): void {
       const te = req.headers['transfer-encoding']
       const cl = req.headers['content-length']
-      const hasBody = te !== undefined || (cl !== undefined && cl !== '0')
+      // HTTP/2 frames its body with DATA frames and END_STREAM, not a header: a request
+      // without Content-Length still has a body unless its HEADERS ended the stream.
+      const hasBody = 'stream' in req
+        ? (cl !== undefined ? cl !== '0' : !req.stream.endAfterHeaders)
+        : te !== undefined || (cl !== undefined && cl !== '0')
       const method = req.method ?? 'GET'
       const handler = new ForwardHandler(ctx, res, {
         origin,
