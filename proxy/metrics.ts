@@ -37,6 +37,8 @@ export interface ProxyMetrics {
   readonly chainChildren: Gauge
   readonly chainSessionResets: Counter<'child'>
   readonly chainAuthFailures: Counter
+  /** Chain registrations refused, by reason (`full`, `conflict`). */
+  readonly chainRegistrationsRefused: Counter<'reason'>
   /** Set by main: per-profile counts of client IPs with rate-limit state. */
   rateTrackedIps: () => Array<{ profile: string, ips: number }>
 }
@@ -152,6 +154,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     }
   })
   const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
+  const chainRegistrationsRefused = new Counter({ name: 'vmfront_chain_registrations_refused_total', help: 'Chain registrations refused (parent), by reason: full (chain.max_children reached) or conflict.', labelNames: ['reason'] as const, registers })
 
   return {
     registry,
@@ -170,6 +173,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     chainChildren,
     chainSessionResets,
     chainAuthFailures,
+    chainRegistrationsRefused,
     get rateTrackedIps () { return state.rateTrackedIps },
     set rateTrackedIps (fn) { state.rateTrackedIps = fn }
   }
