@@ -81,6 +81,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
         connectTimeoutMs: chain.connectTimeoutMs,
         idleTimeoutMs: chain.idleTimeoutMs,
         maxConcurrentStreams: chain.maxConcurrentStreams,
+        auth,
         onReset: (child) => { metrics.chainSessionResets.inc({ child }) }
       })
       pools.set(name, pool)
@@ -263,11 +264,15 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
 
   const forward = createChainForwarder({
     pool: poolFor,
-    forwardToken: auth.forwardToken,
     responseTimeoutMs: config.timeouts.upstreamResponseMs,
     idleTimeoutMs: config.timeouts.upstreamIdleMs
   })
-  const upgrade = createChainUpgrade({ forwardToken: auth.forwardToken, connectTimeoutMs: chain.connectTimeoutMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  const upgrade = createChainUpgrade({
+    pool: poolFor,
+    connectTimeoutMs: chain.connectTimeoutMs,
+    responseTimeoutMs: config.timeouts.upstreamResponseMs,
+    idleTimeoutMs: config.timeouts.websocketIdleMs
+  })
 
   const apiHost = new URL(chain.parentUrl).hostname
   return {

@@ -3,7 +3,10 @@
  * a torture runner that calls them with bigger numbers. Each takes a Teardown
  * (tap's `t`, or any object with `teardown(fn)`) and cleans up after itself there.
  */
+import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import http2 from 'node:http2'
+import net from 'node:net'
 import { Agent, request } from 'undici'
 import { startParent, PSK } from '../chain/chain-helpers.ts'
 
@@ -76,4 +79,145 @@ export async function registrationFlood (t: Teardown, options: RegistrationFlood
   await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker))
   const ms = performance.now() - start
   return { ms, statuses, rssBefore, rssAfter: rssOf(pid), samples, parent }
+}
+
+/** The static token that vmfront before issue 9 accepted from any peer: HMAC-SHA256(psk, label). */
+export function oldForwardToken (psk: string): string {
+  return createHmac('sha256', psk).update('vmfront-chain-forward-v1').digest('hex')
+}
+
+export interface SpoofResult {
+  statuses: Record<number, number>
+  /** What the VM was told about the client, per answered request (from the echo backend). */
+  seen: Array<{ realIp: string | undefined, forwardedFor: string | undefined, chainHeader: string | undefined }>
+}
+
+/**
+ * Sends `n` requests straight to a child's listener, as a client that copied the
+ * chain header (and spoofs X-Forwarded-For / X-Real-IP). `http2` uses h2c prior
+ * knowledge, like a parent's session. The VM must be an echo backend.
+ */
+export async function spoofChainHeader (port: number, host: string, headerValue: string, n: number, options: { http2?: boolean, localAddress?: string } = {}): Promise<SpoofResult> {
+  const statuses: Record<number, number> = {}
+  const seen: SpoofResult['seen'] = []
+  const spoof = { 'x-vmfront-chain': headerValue, 'x-forwarded-for': '6.6.6.6', 'x-real-ip': '6.6.6.6' }
+  const record = (status: number, body: string): void => {
+    statuses[status] = (statuses[status] ?? 0) + 1
+    if (status !== 200) return
+    const headers = (JSON.parse(body) as { headers: Record<string, string> }).headers
+    seen.push({ realIp: headers['x-real-ip'], forwardedFor: headers['x-forwarded-for'], chainHeader: headers['x-vmfront-chain'] })
+  }
+  if (options.http2 === true) {
+    const session = http2.connect(`http://127.0.0.1:${port}`, { createConnection: () => net.connect({ port, host: '127.0.0.1', localAddress: options.localAddress }) })
+    try {
+      for (let i = 0; i < n; i++) {
+        const { status, body } = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+          const stream = session.request({ ':path': `/spoof-${i}`, ':authority': host, ...spoof })
+          let status = 0
+          let body = ''
+          stream.on('response', (h) => { status = Number(h[':status']) })
+          stream.setEncoding('utf8')
+          stream.on('data', (c: string) => { body += c })
+          stream.on('end', () => { resolve({ status, body }) })
+          stream.on('error', reject)
+        })
+        record(status, body)
+      }
+    } finally {
+      session.destroy()
+    }
+    return { statuses, seen }
+  }
+  const agent = new Agent({ connections: 1, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) })
+  try {
+    for (let i = 0; i < n; i++) {
+      const res = await request(`http://127.0.0.1:${port}/spoof-${i}`, { dispatcher: agent, headers: { host, ...spoof } })
+      record(res.statusCode, await res.body.text())
+    }
+  } finally {
+    await agent.close()
+  }
+  return { statuses, seen }
+}
+
+/** A TCP relay that records what each connection sends toward the target (a parent's bytes to its child). */
+export interface RecordingRelay {
+  port: number
+  /** Bytes sent toward the target, one entry per connection, in accept order. */
+  captured (): Buffer[]
+  close (): Promise<void>
+}
+
+export async function startRecordingRelay (t: Teardown, targetPort: number): Promise<RecordingRelay> {
+  const captured: Buffer[][] = []
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((downstream) => {
+    const chunks: Buffer[] = []
+    captured.push(chunks)
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    for (const s of [downstream, upstream]) {
+      sockets.add(s)
+      s.on('close', () => { sockets.delete(s); downstream.destroy(); upstream.destroy() })
+      s.on('error', () => {})
+    }
+    downstream.on('data', (c: Buffer) => { chunks.push(c) })
+    downstream.pipe(upstream)
+    upstream.pipe(downstream)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const relay: RecordingRelay = {
+    port: (server.address() as net.AddressInfo).port,
+    captured: () => captured.map((chunks) => Buffer.concat(chunks)),
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy()
+      server.close(() => { resolve() })
+    })
+  }
+  t.teardown(() => relay.close())
+  return relay
+}
+
+/**
+ * Replays `bytes` on a new connection from `localAddress` and resolves with what
+ * came back once the other side closes, or after `timeoutMs` (the connection is
+ * then closed: a replayed WebSocket stays open).
+ */
+export function replayBytes (port: number, bytes: Buffer, localAddress: string, timeoutMs: number): Promise<{ received: Buffer, closedByPeer: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress }, () => { socket.write(bytes) })
+    const timer = setTimeout(() => { finish(false) }, timeoutMs)
+    let done = false
+    function finish (closedByPeer: boolean): void {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      socket.destroy()
+      resolve({ received: Buffer.concat(chunks), closedByPeer })
+    }
+    socket.on('data', (c: Buffer) => { chunks.push(c) })
+    socket.on('close', () => { finish(true) })
+    socket.on('error', () => { finish(true) })
+  })
+}
+
+/** A WebSocket handshake (no frames) with extra headers; resolves with the response head. */
+export function webSocketHandshake (port: number, host: string, options: { path?: string, localAddress?: string, headers?: Record<string, string>, timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1', ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) })
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error('websocket handshake timed out')) }, options.timeoutMs ?? 5000)
+    let buf = ''
+    const extra = Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+    socket.setEncoding('latin1')
+    socket.on('error', (err) => { clearTimeout(timer); reject(err) })
+    socket.on('data', (c: string) => {
+      buf += c
+      const end = buf.indexOf('\r\n\r\n')
+      if (end === -1) return
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(buf.slice(0, end))
+    })
+    socket.write(`GET ${options.path ?? '/ws'} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`)
+  })
 }

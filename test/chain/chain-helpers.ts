@@ -40,7 +40,17 @@ export async function startParent (t: Teardown, options: ParentOptions = {}): Pr
   return Object.assign(proxy, { apiPort, api: `http://127.0.0.1:${apiPort}/chain/v1` })
 }
 
-export interface ChildOptions { apiPort: number, name: string, routes: unknown, port?: number, psk?: string, toml?: string, chain?: Record<string, string | number> }
+export interface ChildOptions {
+  apiPort: number
+  name: string
+  routes: unknown
+  port?: number
+  psk?: string
+  toml?: string
+  chain?: Record<string, string | number>
+  /** Where the parent is told to send our traffic (default: our own listener, e.g. a relay in front of it instead). */
+  childUrl?: string
+}
 
 /** Starts a child proxy serving h2c and HTTP/1.1 on `port` (free port by default), registering at the parent. */
 export async function startChild (t: Teardown, options: ChildOptions): Promise<ProxyProcess & { port: number }> {
@@ -48,7 +58,7 @@ export async function startChild (t: Teardown, options: ChildOptions): Promise<P
   const proxy = await startProxyProcess(t, {
     routes: options.routes,
     listen: `[listen]\nhttp = "127.0.0.1:${port}"\nhttps = ""\nadmin = "127.0.0.1:0"`,
-    toml: `[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "http://127.0.0.1:${port}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
+    toml: `[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "${options.childUrl ?? `http://127.0.0.1:${port}`}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
   })
   return Object.assign(proxy, { port })
 }
