@@ -152,7 +152,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         redirect(res, route.redirectCode, `${client.proto}://${route.redirectTo}${path}`)
         return
       }
-      if (route.redirectToHttps && client.proto === 'http' && deps.httpsPort !== undefined) {
+      // A chain parent applies redirect_to_https itself (its https port is the client's).
+      if (route.redirectToHttps && client.proto === 'http' && deps.httpsPort !== undefined && !fromParent) {
         redirect(res, 308, `https://${entry.domain}${httpsSuffix}${path}`)
         return
       }

@@ -1,7 +1,7 @@
 /**
  * @module proxy/chain/api
  * The parent's chain API (hono), under `/chain/v1/`:
- * - `POST register`   `{ name, child_url, domains: [{ domain, rate_profile? }] }`
+ * - `POST register`   `{ name, child_url, domains: [{ domain, rate_profile?, redirect_to_https? }] }`
  *   → 200 `{ lease_ttl_seconds, domains }`, or 409 `{ error: { code, message, conflicts } }`
  * - `POST deregister` `{ name }` → 200 `{ deregistered }`
  * - `POST check`      `{ name, domains: ["a.example.com"] }` → 200 `{ conflicts: [{ domain, owner }] }`
@@ -17,7 +17,7 @@ import type { Logger } from '../log.ts'
 import { createLogThrottle } from '../log-throttle.ts'
 import type { ChainAuth } from './auth.ts'
 import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
-import { parseCheckRequest, parseDeregisterRequest, parseRegisterRequest, type ChainDomain, type RegisterRequest } from './schema.ts'
+import { parseCheckRequest, parseDeregisterRequest, parseRegisterRequest, toWireDomain, type ChainDomain, type RegisterRequest } from './schema.ts'
 
 /** At most one "wrong or missing PSK" line per this interval. */
 export const AUTH_LOG_INTERVAL_MS = 10_000
@@ -84,7 +84,7 @@ export function createChainApi (deps: ChainApiDeps): Hono<Env> {
     const { leaseTtlMs, domains } = deps.register(request, peerOf(c))
     return c.json({
       lease_ttl_seconds: leaseTtlMs / 1000,
-      domains: domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
+      domains: domains.map(toWireDomain)
     })
   })
   app.post('/chain/v1/deregister', async function deregister (c) {

@@ -74,7 +74,13 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   }
 
   function ownDomains (): ChainDomain[] {
-    return deps.routeTable().routes.map((r) => (r.rateProfile === undefined ? { domain: r.domain } : { domain: r.domain, rateProfile: r.rateProfile }))
+    // The parent applies redirect_to_https with its own https port (SPEC §5): a
+    // client's https is the parent's, not ours.
+    return deps.routeTable().routes.map((r) => ({
+      domain: r.domain,
+      ...(r.rateProfile === undefined ? {} : { rateProfile: r.rateProfile }),
+      ...(r.redirectToHttps ? { redirectToHttps: true as const } : {})
+    }))
   }
 
   async function attempt (reason: string): Promise<void> {

@@ -99,7 +99,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   /** The router entries of one child's domains. */
   function entriesOf (child: ChildRecord): readonly RouteEntry[] {
     return child.domains.map((d) => {
-      const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: false, rateProfile: d.rateProfile })
+      // redirect_to_https is the parent's to apply: its https port is the one clients reach.
+      const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: d.redirectToHttps === true, rateProfile: d.rateProfile })
       return Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: d.rateProfile !== undefined && profiles.has(d.rateProfile) ? d.rateProfile : 'default' })
     })
   }

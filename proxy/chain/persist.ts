@@ -14,7 +14,7 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import type { Logger } from '../log.ts'
 import type { ChildRecord } from './registry.ts'
-import { parseChildName, parseChildUrl, parseRegisterRequest } from './schema.ts'
+import { parseChildName, parseChildUrl, parseRegisterRequest, toWireDomain } from './schema.ts'
 
 /** The file's format version. */
 const FORMAT_VERSION = 1
@@ -52,7 +52,7 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         name: c.name,
         child_url: c.url,
         registered_at: new Date(c.registeredAt).toISOString(),
-        domains: c.domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
+        domains: c.domains.map(toWireDomain)
       }))
     }
     const tmp = `${file}.${process.pid}.tmp`

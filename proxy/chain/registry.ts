@@ -77,7 +77,7 @@ export interface RegistryOptions {
 function sameDomains (a: readonly ChainDomain[], b: readonly ChainDomain[]): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) {
-    if (a[i].domain !== b[i].domain || a[i].rateProfile !== b[i].rateProfile) return false
+    if (a[i].domain !== b[i].domain || a[i].rateProfile !== b[i].rateProfile || a[i].redirectToHttps !== b[i].redirectToHttps) return false
   }
   return true
 }

@@ -221,3 +221,19 @@ export function webSocketHandshake (port: number, host: string, options: { path?
     socket.write(`GET ${options.path ?? '/ws'} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`)
   })
 }
+
+/**
+ * Records the upgrade requests an echo backend takes and ends their tunnels at
+ * teardown: a handshake-only client sends no close frame, and a half-open tunnel
+ * would keep the backend from closing. Call right after starting the backend.
+ */
+export function trackUpgrades (t: Teardown, server: import('node:http').Server): Array<import('node:http').IncomingHttpHeaders> {
+  const headers: Array<import('node:http').IncomingHttpHeaders> = []
+  const tunnels = new Set<import('node:stream').Duplex>()
+  server.prependListener('upgrade', (req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex) => {
+    headers.push(req.headers)
+    tunnels.add(socket)
+  })
+  t.teardown(() => { for (const socket of tunnels) socket.destroy() })
+  return headers
+}

@@ -5,13 +5,11 @@
 // no chain credential ever reaches a VM.
 import t from 'tap'
 import http2 from 'node:http2'
-import type http from 'node:http'
-import type { Duplex } from 'node:stream'
 import { Agent, request } from 'undici'
 import { metricValue, routesDoc } from '../helpers/proxy-process.ts'
 import { deadPort, startBackend } from '../helpers/backend.ts'
 import { PSK, startChild, startParent, until } from '../chain/chain-helpers.ts'
-import { oldForwardToken, replayBytes, spoofChainHeader, startRecordingRelay, webSocketHandshake } from './chain-attacks.ts'
+import { oldForwardToken, replayBytes, spoofChainHeader, startRecordingRelay, trackUpgrades, webSocketHandshake } from './chain-attacks.ts'
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 // Two requests, then 429 at once: a client the child limits shows it at the third request.
@@ -19,11 +17,7 @@ const TIGHT = '[[rate_profile]]\nname = "tight"\nlimit_burst_requests = 2\nlimit
 
 t.test('chain trust between a real parent and child', async (t) => {
   const vm = await startBackend(t)
-  const upgrades: http.IncomingHttpHeaders[] = []
-  const tunnels = new Set<Duplex>()
-  vm.server.prependListener('upgrade', (req: http.IncomingMessage, socket: Duplex) => { upgrades.push(req.headers); tunnels.add(socket) })
-  // The handshakes here send no close frame: end the VM's half-open tunnels before it closes.
-  t.teardown(() => { for (const socket of tunnels) socket.destroy() })
+  const upgrades = trackUpgrades(t, vm.server)
   const parent = await startParent(t)
   const childPort = await deadPort()
   // The parent reaches the child through a relay that records what the parent sends.
