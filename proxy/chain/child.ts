@@ -15,7 +15,7 @@ import { isIP } from 'node:net'
 import type { ClientRequest, ClientResponse } from '../forward.ts'
 import type { ChainDeps, ChainRuntime } from './index.ts'
 import { createChainAuth } from './auth.ts'
-import { DomainConflictError, type DomainConflict } from './errors.ts'
+import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
 import { trackServerSessions, type SessionDrain } from './h2-drain.ts'
 import { attachH2c } from './h2c-sniff.ts'
 import { createParentClient } from './parent-client.ts'
@@ -59,6 +59,7 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   let running: Promise<void> | undefined
   let again = false
   let stopping = false
+  let olderParent = false
   const drains: SessionDrain[] = []
   const childOrigin = new URL(chain.childUrl).origin
   const trust = createParentTrust({ auth, childOrigin, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
@@ -79,14 +80,19 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     return deps.routeTable().routes.map((r) => ({
       domain: r.domain,
       ...(r.rateProfile === undefined ? {} : { rateProfile: r.rateProfile }),
-      ...(r.redirectToHttps ? { redirectToHttps: true as const } : {})
+      ...(r.redirectToHttps && !olderParent ? { redirectToHttps: true as const } : {})
     }))
+  }
+
+  /** An older parent refuses the redirect_to_https key (400 naming it). */
+  function refusesRedirectKey (err: unknown): boolean {
+    return err instanceof ChainError && err.status === 400 && err.message.includes('.redirect_to_https: is not a known key')
   }
 
   async function attempt (reason: string): Promise<void> {
     let domains = ownDomains()
     refused = []
-    for (let tries = 0; tries < 2; tries++) {
+    for (let tries = 0; tries < 3; tries++) {
       try {
         const answer = await client.register(chain.name, childOrigin, domains)
         const first = !registered || failures > 0
@@ -100,7 +106,14 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
         schedule(Math.max(100, Math.floor(leaseTtlMs / 3)))
         return
       } catch (err) {
-        if (err instanceof DomainConflictError && tries === 0) {
+        if (refusesRedirectKey(err) && !olderParent) {
+          // Keep registering (rolling upgrades): that parent will not apply our redirects.
+          olderParent = true
+          logger.warn('chain parent is older and does not take redirect_to_https: registering without it (upgrade the parent)', { parent: chain.parentUrl })
+          domains = domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rateProfile }))
+          continue
+        }
+        if (err instanceof DomainConflictError && refused.length === 0) {
           // Keep the lease on the domains nobody else owns; report the others.
           refused = [...err.conflicts]
           logger.error('chain domains refused by the parent: owned elsewhere', { name: chain.name, conflicts: refused })
