@@ -237,3 +237,20 @@ export function trackUpgrades (t: Teardown, server: import('node:http').Server):
   t.teardown(() => { for (const socket of tunnels) socket.destroy() })
   return headers
 }
+
+/**
+ * Sends `n` chain API calls with wrong or missing PSKs through `fetchLike` (a
+ * hono app's `request`, or `fetch` bound to a parent's API origin). Resolves
+ * with the answers by status.
+ */
+export async function wrongPskFlood (fetchLike: (path: string, init: RequestInit) => Promise<Response> | Response, n: number): Promise<Record<number, number>> {
+  const statuses: Record<number, number> = {}
+  for (let i = 0; i < n; i++) {
+    const headers: Record<string, string> = { 'content-type': 'application/json' }
+    if (i % 2 === 0) headers.authorization = `Bearer guess-${i}-0123456789`
+    const res = await fetchLike('/chain/v1/register', { method: 'POST', headers, body: JSON.stringify({ name: `x${i}`, child_url: 'http://127.0.0.1:1', domains: [] }) })
+    await res.arrayBuffer()
+    statuses[res.status] = (statuses[res.status] ?? 0) + 1
+  }
+  return statuses
+}
