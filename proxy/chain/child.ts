@@ -37,6 +37,8 @@ function interceptRequests (server: http.Server | http2.Http2SecureServer, contr
   })
 }
 
+/** Longest a shutdown waits for the deregistration before draining. */
+const SHUTDOWN_DEREGISTER_MS = 2000
 /** First retry delay after a failed registration; doubles up to the cap. */
 const RETRY_START_MS = 250
 
@@ -202,8 +204,12 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     async beginShutdown (): Promise<void> {
       stopping = true
       clearTimeout(timer)
-      await running
-      if (registered) {
+      // A slow parent must not hold the exit: the lease drops us anyway.
+      let bound: NodeJS.Timeout | undefined
+      const late = new Promise<'late'>((resolve) => { bound = setTimeout(() => { resolve('late') }, SHUTDOWN_DEREGISTER_MS) })
+      const deregistered = (async (): Promise<void> => {
+        await running
+        if (!registered) return
         try {
           await client.deregister(chain.name)
           logger.info('chain deregistered from parent', { parent: chain.parentUrl, name: chain.name })
@@ -211,7 +217,11 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
           logger.warn('chain deregistration failed: the parent drops us when the lease ends', { parent: chain.parentUrl, name: chain.name, err })
         }
         registered = false
+      })()
+      if (await Promise.race([deregistered, late]) === 'late') {
+        logger.warn('chain deregistration took too long: not waiting (the parent drops us when the lease ends)', { parent: chain.parentUrl, name: chain.name, waited_ms: SHUTDOWN_DEREGISTER_MS })
       }
+      clearTimeout(bound)
       // GOAWAY: the parent finishes what is in flight and opens nothing new here;
       // idle sessions close now, whatever the parent does with its end.
       for (const d of drains) d.drain()

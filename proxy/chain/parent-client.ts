@@ -19,6 +19,7 @@ export interface ParentClient {
   register (name: string, childUrl: string, domains: readonly ChainDomain[]): Promise<RegisterAnswer>
   deregister (name: string): Promise<boolean>
   check (name: string, domains: readonly string[]): Promise<DomainConflict[]>
+  /** Closes the connection pool, aborting calls still in flight (shutdown). */
   close (): Promise<void>
 }
 
@@ -83,7 +84,8 @@ export function createParentClient (options: ParentClientOptions): ParentClient 
       return answer.conflicts ?? []
     },
     async close (): Promise<void> {
-      await agent.close()
+      // destroy, not close: a call the parent never answers must not hold the exit.
+      await agent.destroy()
     }
   }
 }

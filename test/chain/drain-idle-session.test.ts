@@ -75,3 +75,29 @@ t.test('a peer whose HTTP/2 session starts during the drain does not hold the ex
   const ms = performance.now() - start
   t.ok(ms < 2000, `exited in ${Math.round(ms)} ms`)
 })
+
+t.test('a parent that never answers the deregistration holds the exit 2 s at most', async (t) => {
+  const hung = new Set<import('node:http').ServerResponse>()
+  const { createServer } = await import('node:http')
+  // A parent API that takes registrations and never answers a deregistration.
+  const api = createServer((req, res) => {
+    let text = ''
+    req.on('data', (c: Buffer) => { text += c.toString() })
+    req.on('end', () => {
+      if (req.url === '/chain/v1/deregister') { hung.add(res); return }
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ lease_ttl_seconds: 60, domains: JSON.parse(text).domains }))
+    })
+  })
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { api.closeAllConnections(); api.close(() => { resolve() }) }))
+  const vm = await startBackend(t)
+  // connect_timeout 5 s: each call to the parent may take 10 s.
+  const child = await startChild(t, { apiPort: (api.address() as net.AddressInfo).port, name: 'hung', routes: routesDoc([{ domain: 'h.example.com', target: vm.origin }]), toml: DRAIN, chain: { connect_timeout: '5s' } })
+  await child.waitForLog((l) => l.msg === 'chain registered with parent', 5000)
+  const start = performance.now()
+  t.equal(await child.stop('SIGTERM'), 0)
+  const ms = performance.now() - start
+  t.ok(ms < 3500, `exited in ${Math.round(ms)} ms`)
+  t.equal(hung.size, 1, 'it did try to deregister')
+})
