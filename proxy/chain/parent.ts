@@ -123,7 +123,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   let lastSwapMs = 0
   let stopped = false
 
-  function applyChanges (): void {
+  function applyChanges (save = true): void {
     swapPending = false
     swapImmediate = undefined
     swapTimer = undefined
@@ -133,7 +133,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     lastSwapEnd = performance.now()
     lastSwapMs = lastSwapEnd - start
     // The store coalesces and spaces its writes too (SAVE_INTERVAL_MS).
-    void store.save(() => registry.children())
+    if (save) void store.save(() => registry.children())
   }
 
   /** The registry changed: count it now, swap the router and save soon. */
@@ -161,7 +161,9 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   }
   for (const child of restored) updateEntries(child, true)
   metrics.chainChildren.set(registry.size)
-  applyChanges()
+  // Nothing to save yet: the file is what was just read (a start that fails later
+  // must not leave a write behind).
+  applyChanges(false)
 
   const sweepMs = Math.min(5000, Math.max(100, Math.floor(chain.leaseTtlMs / 10)))
   const sweepTimer = setInterval(function sweepLeases () {
