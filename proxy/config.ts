@@ -36,6 +36,8 @@ export interface ProxyConfig {
     readonly maxConcurrentStreams: number
     readonly idleTimeoutMs: number
     readonly connectTimeoutMs: number
+    /** Parent: most children registered at once; a new one past it gets 503. */
+    readonly maxChildren: number
   }
   readonly headers: { readonly trustedProxies: readonly string[] }
   readonly timeouts: {
@@ -89,7 +91,8 @@ const CHAIN: TableSpec = {
   ping_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' },
   max_concurrent_streams: { kind: { type: 'int', min: 1, max: 10000 }, default: 250 },
   idle_timeout: { kind: { type: 'duration' }, default: '5m' },
-  connect_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' }
+  connect_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' },
+  max_children: { kind: { type: 'int', min: 1, max: 100000 }, default: 1000 }
 }
 const HEADERS: TableSpec = {
   trusted_proxies: { kind: { type: 'ip-list' }, default: [] }
@@ -196,7 +199,8 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
       pingTimeoutMs: chain.ping_timeout as number,
       maxConcurrentStreams: chain.max_concurrent_streams as number,
       idleTimeoutMs: chain.idle_timeout as number,
-      connectTimeoutMs: chain.connect_timeout as number
+      connectTimeoutMs: chain.connect_timeout as number,
+      maxChildren: chain.max_children as number
     },
     headers: { trustedProxies: s.headers.trusted_proxies as string[] },
     timeouts: {

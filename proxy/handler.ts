@@ -142,8 +142,10 @@ function parseErrorStatus (req: ClientRequest): number | undefined {
 function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Identity, path: string): string | undefined {
   const route = entry.route
   if (route.redirectTo !== undefined) return `${identity.client.proto}://${route.redirectTo}${path}`
-  if (!route.redirectToHttps || identity.client.proto !== 'http' || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
-  const port = identity.fromParent ? 443 : deps.httpsPort()
+  // A chain parent applies redirect_to_https itself, with its own https port (the
+  // client's): what it forwards over plain HTTP is meant to be served.
+  if (!route.redirectToHttps || identity.client.proto !== 'http' || identity.fromParent || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
+  const port = deps.httpsPort()
   if (port === undefined) return identity.trusted ? `https://${entry.domain}${path}` : undefined
   return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`
 }

@@ -22,7 +22,11 @@ export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'
 ])
 
-/** The header a chain parent uses to authenticate itself to a child. */
+/**
+ * The chain's own header (proxy/chain/auth.ts): session proofs and one-time
+ * WebSocket tickets between a parent and a child. It never makes a request
+ * trusted by itself, and is stripped from everything forwarded to a VM.
+ */
 export const CHAIN_AUTH_HEADER = 'x-vmfront-chain'
 
 /** What the forwarding hop knows about the client side of a request. */

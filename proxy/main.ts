@@ -208,6 +208,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     if (config.listen.https !== undefined) {
       const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
       const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
+      // A chain child's parent may come over h2 here (an https:// child_url).
+      chain?.attachListener?.(listener.server)
       ports.https = await listener.listen(config.listen.https)
       listeners.push(listener)
     }

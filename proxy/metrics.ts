@@ -40,6 +40,8 @@ export interface ProxyMetrics {
   readonly chainAuthFailures: Counter
   /** Client HTTP/2 connections closed for abuse (rapid reset, floods), by reason. */
   readonly http2AbusiveConnections: Counter<'reason'>
+  /** Chain registrations refused, by reason (`full`, `conflict`). */
+  readonly chainRegistrationsRefused: Counter<'reason'>
   /** Set by main: per-profile counts of client IPs with rate-limit state. */
   rateTrackedIps: () => Array<{ profile: string, ips: number }>
 }
@@ -164,6 +166,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   })
   const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
   const http2AbusiveConnections = new Counter({ name: 'vmfront_http2_abusive_connections_total', help: 'Client HTTP/2 connections closed for abuse, by reason (rapid_reset, flood, continuation_flood).', labelNames: ['reason'] as const, registers })
+  const chainRegistrationsRefused = new Counter({ name: 'vmfront_chain_registrations_refused_total', help: 'Chain registrations refused (parent), by reason: full (chain.max_children reached) or conflict.', labelNames: ['reason'] as const, registers })
 
   return {
     registry,
@@ -183,6 +186,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     chainSessionResets,
     chainAuthFailures,
     http2AbusiveConnections,
+    chainRegistrationsRefused,
     get rateTrackedIps () { return state.rateTrackedIps },
     set rateTrackedIps (fn) { state.rateTrackedIps = fn }
   }

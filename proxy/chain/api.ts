@@ -1,21 +1,26 @@
 /**
  * @module proxy/chain/api
  * The parent's chain API (hono), under `/chain/v1/`:
- * - `POST register`   `{ name, child_url, domains: [{ domain, rate_profile? }] }`
+ * - `POST register`   `{ name, child_url, domains: [{ domain, rate_profile?, redirect_to_https? }] }`
  *   → 200 `{ lease_ttl_seconds, domains }`, or 409 `{ error: { code, message, conflicts } }`
  * - `POST deregister` `{ name }` → 200 `{ deregistered }`
  * - `POST check`      `{ name, domains: ["a.example.com"] }` → 200 `{ conflicts: [{ domain, owner }] }`
  * - `GET status`      → the parent's chain status
- * Every route needs `Authorization: Bearer <psk>` (401 and counted otherwise).
+ * Every route needs `Authorization: Bearer <psk>` (401 and counted otherwise;
+ * logged at most once per AUTH_LOG_INTERVAL_MS, with the number left out).
  * Bodies are JSON, at most MAX_BODY_BYTES, checked by proxy/chain/schema.ts;
  * errors answer `{ error: { code, message } }` with the field named.
  */
 import { Hono, type Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type { Logger } from '../log.ts'
+import { createLogThrottle } from '../log-throttle.ts'
 import type { ChainAuth } from './auth.ts'
 import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
-import { parseCheckRequest, parseDeregisterRequest, parseRegisterRequest, type ChainDomain, type RegisterRequest } from './schema.ts'
+import { parseCheckRequest, parseDeregisterRequest, parseRegisterRequest, toWireDomain, type ChainDomain, type RegisterRequest } from './schema.ts'
+
+/** At most one "wrong or missing PSK" line per this interval. */
+export const AUTH_LOG_INTERVAL_MS = 10_000
 
 /** Largest request body the API reads (a registration of MAX_DOMAINS long names fits). */
 export const MAX_BODY_BYTES = 1 << 20
@@ -56,10 +61,14 @@ export function createChainApi (deps: ChainApiDeps): Hono<Env> {
   const app = new Hono<Env>()
   const { logger } = deps
 
+  // Anyone can send a wrong key in a loop: one line per interval, with the count
+  // of those left out (one key, so the throttle's own state stays one entry).
+  const pskLog = createLogThrottle(AUTH_LOG_INTERVAL_MS)
   app.use('/chain/v1/*', async function requirePsk (c, next) {
     if (!deps.auth.checkBearer(c.req.header('authorization'))) {
       deps.onAuthFailure()
-      logger.warn('chain API: wrong or missing PSK', { peer: peerOf(c), path: c.req.path })
+      const suppressed = pskLog.admit('psk')
+      if (suppressed >= 0) logger.warn('chain API: wrong or missing PSK', { peer: peerOf(c), path: c.req.path, ...(suppressed > 0 ? { suppressed } : {}) })
       c.header('www-authenticate', 'Bearer realm="vmfront-chain"')
       return c.json(errorBody('CHAIN_UNAUTHORIZED', 'wrong or missing pre-shared key (Authorization: Bearer <psk>)'), 401)
     }
@@ -75,7 +84,7 @@ export function createChainApi (deps: ChainApiDeps): Hono<Env> {
     const { leaseTtlMs, domains } = deps.register(request, peerOf(c))
     return c.json({
       lease_ttl_seconds: leaseTtlMs / 1000,
-      domains: domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
+      domains: domains.map(toWireDomain)
     })
   })
   app.post('/chain/v1/deregister', async function deregister (c) {

@@ -4,19 +4,41 @@
  * start, renews every lease_ttl/3 (the parent's value, learnt from its answer),
  * re-registers on SIGHUP and deregisters at shutdown. Start-up never waits for
  * the parent: while it is unreachable the child serves its own traffic and keeps
- * retrying with backoff. It also recognises requests from the authenticated
- * parent (fromParent) and serves h2c to it on the plain HTTP listener.
+ * retrying with backoff. On its listeners it serves h2c to the parent (plain
+ * HTTP), answers the parent's session proofs and recognises the requests of
+ * authenticated sessions (parent-trust.ts), and drains the parent's HTTP/2
+ * sessions at shutdown without waiting on the parent (h2-drain.ts).
  */
-import type http from 'node:http'
+import http from 'node:http'
+import type http2 from 'node:http2'
 import { isIP } from 'node:net'
-import { CHAIN_AUTH_HEADER } from '../headers.ts'
+import type { ClientRequest, ClientResponse } from '../forward.ts'
 import type { ChainDeps, ChainRuntime } from './index.ts'
 import { createChainAuth } from './auth.ts'
-import { DomainConflictError, type DomainConflict } from './errors.ts'
-import { attachH2c, type H2cAttachment } from './h2c-sniff.ts'
+import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
+import { trackServerSessions, type SessionDrain } from './h2-drain.ts'
+import { attachH2c } from './h2c-sniff.ts'
 import { createParentClient } from './parent-client.ts'
+import { createParentTrust } from './parent-trust.ts'
 import type { ChainDomain } from './schema.ts'
 
+type Listener = (req: ClientRequest, res: ClientResponse) => void
+
+/**
+ * Puts `control` in front of a server's request listeners: what it answers
+ * (the chain's reserved paths) never reaches the router, metrics or access log.
+ */
+function interceptRequests (server: http.Server | http2.Http2SecureServer, control: (req: ClientRequest, res: ClientResponse) => boolean): void {
+  const listeners = server.listeners('request') as Listener[]
+  server.removeAllListeners('request')
+  server.on('request', function chainControl (this: unknown, req: ClientRequest, res: ClientResponse) {
+    if (control(req, res)) return
+    for (const listener of listeners) listener.call(this, req, res)
+  })
+}
+
+/** Longest a shutdown waits for the deregistration before draining. */
+const SHUTDOWN_DEREGISTER_MS = 2000
 /** First retry delay after a failed registration; doubles up to the cap. */
 const RETRY_START_MS = 250
 
@@ -27,7 +49,6 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   const logger = deps.logger.child({ chain: 'child' })
   const auth = createChainAuth(chain.psk)
   const client = createParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
-  const childUrl = new URL(chain.childUrl).origin
 
   let leaseTtlMs = chain.leaseTtlMs
   let registered = false
@@ -40,7 +61,10 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   let running: Promise<void> | undefined
   let again = false
   let stopping = false
-  let h2c: H2cAttachment | undefined
+  let olderParent = false
+  const drains: SessionDrain[] = []
+  const childOrigin = new URL(chain.childUrl).origin
+  const trust = createParentTrust({ auth, childOrigin, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
 
   const retryCapMs = (): number => Math.min(30_000, Math.max(1000, leaseTtlMs / 3))
 
@@ -53,15 +77,26 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   }
 
   function ownDomains (): ChainDomain[] {
-    return deps.routeTable().routes.map((r) => (r.rateProfile === undefined ? { domain: r.domain } : { domain: r.domain, rateProfile: r.rateProfile }))
+    // The parent applies redirect_to_https with its own https port (SPEC §5): a
+    // client's https is the parent's, not ours.
+    return deps.routeTable().routes.map((r) => ({
+      domain: r.domain,
+      ...(r.rateProfile === undefined ? {} : { rateProfile: r.rateProfile }),
+      ...(r.redirectToHttps && !olderParent ? { redirectToHttps: true as const } : {})
+    }))
+  }
+
+  /** An older parent refuses the redirect_to_https key (400 naming it). */
+  function refusesRedirectKey (err: unknown): boolean {
+    return err instanceof ChainError && err.status === 400 && err.message.includes('.redirect_to_https: is not a known key')
   }
 
   async function attempt (reason: string): Promise<void> {
     let domains = ownDomains()
     refused = []
-    for (let tries = 0; tries < 2; tries++) {
+    for (let tries = 0; tries < 3; tries++) {
       try {
-        const answer = await client.register(chain.name, childUrl, domains)
+        const answer = await client.register(chain.name, childOrigin, domains)
         const first = !registered || failures > 0
         registered = true
         leaseTtlMs = answer.leaseTtlMs
@@ -69,11 +104,18 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
         failures = 0
         lastError = undefined
         const log = first || reason === 'SIGHUP' || reason === 'start' ? logger.info : logger.debug
-        log('chain registered with parent', { parent: chain.parentUrl, name: chain.name, child_url: childUrl, reason, domains: answer.domains.length, lease_ttl_ms: leaseTtlMs })
+        log('chain registered with parent', { parent: chain.parentUrl, name: chain.name, child_url: childOrigin, reason, domains: answer.domains.length, lease_ttl_ms: leaseTtlMs })
         schedule(Math.max(100, Math.floor(leaseTtlMs / 3)))
         return
       } catch (err) {
-        if (err instanceof DomainConflictError && tries === 0) {
+        if (refusesRedirectKey(err) && !olderParent) {
+          // Keep registering (rolling upgrades): that parent will not apply our redirects.
+          olderParent = true
+          logger.warn('chain parent is older and does not take redirect_to_https: registering without it (upgrade the parent)', { parent: chain.parentUrl })
+          domains = domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rateProfile }))
+          continue
+        }
+        if (err instanceof DomainConflictError && refused.length === 0) {
           // Keep the lease on the domains nobody else owns; report the others.
           refused = [...err.conflicts]
           logger.error('chain domains refused by the parent: owned elsewhere', { name: chain.name, conflicts: refused })
@@ -114,9 +156,9 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
 
   const target = new URL(chain.childUrl)
   if (target.protocol === 'http:' && config.listen.http === undefined) {
-    logger.warn('chain child_url is http:// but listen.http is disabled: h2c is served only there, so the parent cannot reach this child', { child_url: childUrl })
+    logger.warn('chain child_url is http:// but listen.http is disabled: h2c is served only there, so the parent cannot reach this child', { child_url: childOrigin })
   } else if (target.protocol === 'http:' && config.listen.http !== undefined && Number(target.port || 80) !== config.listen.http.port && config.listen.http.port !== 0) {
-    logger.info('chain child_url port differs from listen.http (fine behind port forwarding)', { child_url: childUrl, listen_http: config.listen.http.port })
+    logger.info('chain child_url port differs from listen.http (fine behind port forwarding)', { child_url: childOrigin, listen_http: config.listen.http.port })
   }
 
   // Not awaited: the proxy serves its own traffic whatever the parent does.
@@ -127,26 +169,27 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     entries: () => [],
     // An https:// child_url is served by the https listener: its host needs a certificate.
     ownHosts: () => (chain.childUrl.startsWith('https:') && childHost !== 'localhost' && isIP(childHost.replace(/^\[|\]$/g, '')) === 0 ? [childHost] : []),
-    fromParent (req): boolean {
-      const value = req.headers[CHAIN_AUTH_HEADER]
-      if (value === undefined) return false
-      if (auth.checkForwardToken(value)) return true
-      metrics.chainAuthFailures.inc()
-      return false
-    },
-    attachListener (server: http.Server): void {
-      h2c = attachH2c(server, {
-        maxConcurrentStreams: chain.maxConcurrentStreams,
-        maxHeaderBytes: config.limits.maxHeaderBytes,
-        firstBytesTimeoutMs: config.timeouts.requestHeadersMs,
-        logger
-      })
+    fromParent: (req) => trust.fromParent(req),
+    attachListener (server): void {
+      interceptRequests(server, trust.handleControl)
+      if (server instanceof http.Server) {
+        // The plain listener also speaks h2c, for the parent.
+        const h2c = attachH2c(server, {
+          maxConcurrentStreams: chain.maxConcurrentStreams,
+          maxHeaderBytes: config.limits.maxHeaderBytes,
+          firstBytesTimeoutMs: config.timeouts.requestHeadersMs,
+          logger
+        })
+        drains.push({ count: h2c.sessions, drain: h2c.closeAll, destroyAll: h2c.destroyAll })
+      } else {
+        drains.push(trackServerSessions(server))
+      }
     },
     status: () => ({
       role: 'child',
       name: chain.name,
       parent_url: chain.parentUrl,
-      child_url: childUrl,
+      child_url: childOrigin,
       registered,
       lease_ttl_seconds: leaseTtlMs / 1000,
       last_registered_at: lastRegisteredAt === undefined ? undefined : new Date(lastRegisteredAt).toISOString(),
@@ -154,14 +197,19 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
       failures,
       last_error: lastError,
       refused_domains: refused,
-      h2c_sessions: h2c?.sessions() ?? 0
+      h2_sessions: drains.reduce((n, d) => n + d.count(), 0),
+      parent_sessions: trust.sessions()
     }),
     reload: () => registerNow('SIGHUP'),
     async beginShutdown (): Promise<void> {
       stopping = true
       clearTimeout(timer)
-      await running
-      if (registered) {
+      // A slow parent must not hold the exit: the lease drops us anyway.
+      let bound: NodeJS.Timeout | undefined
+      const late = new Promise<'late'>((resolve) => { bound = setTimeout(() => { resolve('late') }, SHUTDOWN_DEREGISTER_MS) })
+      const deregistered = (async (): Promise<void> => {
+        await running
+        if (!registered) return
         try {
           await client.deregister(chain.name)
           logger.info('chain deregistered from parent', { parent: chain.parentUrl, name: chain.name })
@@ -169,14 +217,19 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
           logger.warn('chain deregistration failed: the parent drops us when the lease ends', { parent: chain.parentUrl, name: chain.name, err })
         }
         registered = false
+      })()
+      if (await Promise.race([deregistered, late]) === 'late') {
+        logger.warn('chain deregistration took too long: not waiting (the parent drops us when the lease ends)', { parent: chain.parentUrl, name: chain.name, waited_ms: SHUTDOWN_DEREGISTER_MS })
       }
-      // GOAWAY: the parent finishes what is in flight and opens nothing new here.
-      h2c?.closeAll()
+      clearTimeout(bound)
+      // GOAWAY: the parent finishes what is in flight and opens nothing new here;
+      // idle sessions close now, whatever the parent does with its end.
+      for (const d of drains) d.drain()
     },
     async stop (): Promise<void> {
       stopping = true
       clearTimeout(timer)
-      h2c?.destroyAll()
+      for (const d of drains) d.destroyAll()
       await client.close()
     }
   }

@@ -17,6 +17,7 @@ export type ChainErrorCode =
   | 'CHAIN_PING_TIMEOUT'
   | 'CHAIN_SESSION_CLOSED'
   | 'CHAIN_API_UNAVAILABLE'
+  | 'CHAIN_CHILDREN_FULL'
 
 /** A chaining failure; `status` is the HTTP status the chain API answers with, where one applies. */
 export class ChainError extends ProxyError<ChainErrorCode> {

@@ -1,23 +1,27 @@
 /**
  * @module proxy/chain/h2-forward
  * Forwards one request for a chained domain to its child over the pooled HTTP/2
- * sessions: the client's headers (Host as :authority, our X-Forwarded-* and the
- * chain token), the body streamed with backpressure both ways, and every failure
+ * sessions: the client's headers (Host as :authority, our X-Forwarded-*; the
+ * session itself is the parent's credential, see auth.ts, so no header carries
+ * one), the body streamed with backpressure both ways, and every failure
  * reported once through `onError` (502 when the child cannot be reached or resets
  * the stream, 504 when it does not answer in time). A stream the child refused
  * before processing it (REFUSED_STREAM, or a session already going away) is
- * retried once on another session when no body byte was sent.
+ * retried once on another session when no body byte was sent. Requests in the
+ * chain's reserved path space (/.well-known/vmfront-chain/) are not forwarded:
+ * the child answers that space itself, for its parent only.
  */
 import http2 from 'node:http2'
 import type { ServerResponse } from 'node:http'
 import type { ClientRequest, ClientResponse, ForwardOutcome, UpstreamFailure } from '../forward.ts'
 import { classifyUpstreamError, writeResponseHead } from '../forward.ts'
-import { CHAIN_AUTH_HEADER, downstreamHeaders, upstreamHeaders, type ClientInfo } from '../headers.ts'
+import { downstreamHeaders, upstreamHeaders, type ClientInfo } from '../headers.ts'
 import type { ChainForwardFn } from '../handler.ts'
 import type { RouteEntry } from '../router.ts'
 import { ChainError } from './errors.ts'
 import type { ChildPool } from './h2-pool.ts'
 import type { ChildSession } from './h2-session.ts'
+import { isChainControlPath } from './parent-trust.ts'
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants
 /** Attempts per request: the first, and one retry of a refused stream. */
@@ -26,8 +30,6 @@ const MAX_ATTEMPTS = 2
 export interface ChainForwarderOptions {
   /** The pool of a registered child, or undefined when it is gone. */
   pool: (child: string) => ChildPool | undefined
-  /** CHAIN_AUTH_HEADER's value (see auth.ts). */
-  forwardToken: string
   /** Time to the child's response headers (504 when exceeded). */
   responseTimeoutMs: number
   /** Longest silence inside a response body (0 = none). */
@@ -65,7 +67,7 @@ export function classifyChainError (err: Error & { code?: string }): { status: n
 }
 
 /** Builds the HTTP/2 request headers: pseudo-headers first, Host as :authority. */
-function requestHeaders (req: ClientRequest, client: ClientInfo, entry: RouteEntry, scheme: string, token: string): http2.OutgoingHttpHeaders {
+function requestHeaders (req: ClientRequest, client: ClientInfo, entry: RouteEntry, scheme: string): http2.OutgoingHttpHeaders {
   const flat = upstreamHeaders(req.rawHeaders, client, req.headers.connection as string | undefined)
   const out: http2.OutgoingHttpHeaders = {
     ':method': req.method ?? 'GET',
@@ -81,7 +83,6 @@ function requestHeaders (req: ClientRequest, client: ClientInfo, entry: RouteEnt
     else if (Array.isArray(prev)) prev.push(flat[i + 1])
     else out[name] = [String(prev), flat[i + 1]]
   }
-  out[CHAIN_AUTH_HEADER] = token
   return out
 }
 
@@ -107,10 +108,16 @@ export function createChainForwarder (options: ChainForwarderOptions): ChainForw
       onError({ status: 502, failure: 'refused', error: new ChainError('CHAIN_CHILD_DOWN', `no registered child for ${entry.domain}`) })
       return
     }
+    if (isChainControlPath(req.url)) {
+      // Never the child's control space on the parent's own session.
+      writeResponseHead(res, 404, ['content-type', 'text/plain; charset=utf-8', 'content-length', '10', 'cache-control', 'no-store'])
+      res.end('not found\n')
+      return
+    }
     const te = req.headers['transfer-encoding']
     const cl = req.headers['content-length']
     const hasBody = te !== undefined || (cl !== undefined && cl !== '0')
-    const headers = requestHeaders(req, client, entry, target.url.startsWith('https:') ? 'https' : 'http', options.forwardToken)
+    const headers = requestHeaders(req, client, entry, target.url.startsWith('https:') ? 'https' : 'http')
     let settled = false
     let clientGone = false
     let current: http2.ClientHttp2Stream | undefined
@@ -135,6 +142,22 @@ export function createChainForwarder (options: ChainForwarderOptions): ChainForw
         report({ ...classifyChainError(picked), error: picked })
         return
       }
+      // A new session proves itself first: nothing goes out on it before that.
+      picked.whenReady((err) => {
+        if (settled) return
+        if (err === undefined) {
+          send(picked, n)
+          return
+        }
+        if ((err as { code?: string }).code === 'CHAIN_SESSION_CLOSED' && n + 1 < MAX_ATTEMPTS) {
+          attempt(n + 1)
+          return
+        }
+        report({ ...classifyChainError(err), error: err })
+      })
+    }
+
+    function send (picked: ChildSession, n: number): void {
       let stream: http2.ClientHttp2Stream
       try {
         stream = picked.request(headers, { endStream: !hasBody })

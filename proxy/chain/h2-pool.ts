@@ -34,6 +34,8 @@ export interface PoolStatus {
   last_reset_reason: string | undefined
   last_failure: string | undefined
   down_since: string | undefined
+  /** Whether the child accepted the last ready session's proof. */
+  authenticated: boolean
 }
 
 export interface ChildPool {
@@ -83,6 +85,8 @@ export function createChildPool (options: PoolOptions): ChildPool {
   let lastResetReason: string | undefined
   let lastFailure: string | undefined
   let closed = false
+  /** Whether the last session's proof failed (logged once per change, not per session). */
+  let unauthenticated = false
 
   function usable (s: ChildSession): boolean {
     return s.state === 'connecting' || s.state === 'ready'
@@ -92,6 +96,13 @@ export function createChildPool (options: PoolOptions): ChildPool {
     const session = openChildSession(nextId++, url, options, {
       onReady (s) {
         if (health === 'down') markUp(s)
+        if (options.auth === undefined) return
+        if (!s.authenticated && !unauthenticated) {
+          logger.warn('chain session not authenticated by the child: it treats our requests as an ordinary client\'s (client addresses lost, rate limited there too)', { child, url, reason: s.authProblem })
+        } else if (s.authenticated && unauthenticated) {
+          logger.info('chain session authenticated by the child again', { child, url })
+        }
+        unauthenticated = !s.authenticated
       },
       onDraining () { /* usable() now excludes it */ },
       onClosed (s, end) {
@@ -198,7 +209,8 @@ export function createChildPool (options: PoolOptions): ChildPool {
         resets,
         last_reset_reason: lastResetReason,
         last_failure: lastFailure,
-        down_since: downSince === undefined ? undefined : new Date(downSince).toISOString()
+        down_since: downSince === undefined ? undefined : new Date(downSince).toISOString(),
+        authenticated: ready.length > 0 ? ready.every((s) => s.authenticated) : !unauthenticated
       }
     },
     close (force = false): void {

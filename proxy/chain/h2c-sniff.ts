@@ -17,6 +17,7 @@ import type http from 'node:http'
 import http2 from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Logger } from '../log.ts'
+import { trackServerSessions } from './h2-drain.ts'
 
 /** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
@@ -34,7 +35,10 @@ export interface H2cOptions {
 export interface H2cAttachment {
   /** Open HTTP/2 sessions. */
   sessions (): number
-  /** Graceful: GOAWAY to every session (in-flight streams finish). */
+  /**
+   * Shutdown: GOAWAY to every session; idle ones close at once, busy ones when
+   * their last stream ends, new ones as they start (see h2-drain.ts).
+   */
   closeAll (): void
   /** Immediate. */
   destroyAll (): void
@@ -52,18 +56,25 @@ export function attachH2c (server: http.Server, options: H2cOptions): H2cAttachm
     // Many uploads in flight at once must not trip nghttp2's memory guard (ENHANCE_YOUR_CALM).
     maxSessionMemory: 64
   })
-  const sessions = new Set<http2.ServerHttp2Session>()
+  const sessions = trackServerSessions(h2)
   h2.on('session', (session: http2.ServerHttp2Session) => {
-    sessions.add(session)
-    session.once('close', () => { sessions.delete(session) })
     session.once('connect', () => { try { session.setLocalWindowSize(8 << 20) } catch { /* closing */ } })
   })
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => { server.emit('request', req, res) })
   h2.on('sessionError', (err: Error) => { options.logger.debug('h2c session error', { err }) })
 
+  // Connections not yet sniffed: Node's HTTP server does not know them, so a
+  // shutdown must close them itself (they have not sent a whole request).
+  const pending = new Set<Socket>()
+  let draining = false
   server.removeListener('connection', native)
   server.prependListener('connection', function sniffConnection (socket: Socket): void {
+    if (draining) {
+      socket.destroy()
+      return
+    }
     let buffered: Buffer = Buffer.alloc(0)
+    pending.add(socket)
     const timer = setTimeout(() => { socket.destroy() }, options.firstBytesTimeoutMs)
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
@@ -71,6 +82,7 @@ export function attachH2c (server: http.Server, options: H2cOptions): H2cAttachm
       const isH2 = buffered.subarray(0, n).equals(PREFACE.subarray(0, n))
       if (isH2 && buffered.length < PREFACE.length) return
       clearTimeout(timer)
+      pending.delete(socket)
       socket.removeListener('data', onData)
       socket.removeListener('close', onClose)
       socket.removeListener('error', onError)
@@ -86,7 +98,10 @@ export function attachH2c (server: http.Server, options: H2cOptions): H2cAttachm
       // reach its parser through the stream's 'data' once resumed.
       socket.resume()
     }
-    const onClose = (): void => { clearTimeout(timer) }
+    const onClose = (): void => {
+      clearTimeout(timer)
+      pending.delete(socket)
+    }
     // The socket closes after an error; nothing was parsed yet.
     const onError = (): void => {}
     socket.on('data', onData)
@@ -95,12 +110,16 @@ export function attachH2c (server: http.Server, options: H2cOptions): H2cAttachm
   })
 
   return {
-    sessions: () => sessions.size,
+    sessions: () => sessions.count(),
     closeAll (): void {
-      for (const s of sessions) s.close()
+      draining = true
+      for (const socket of pending) socket.destroy()
+      sessions.drain()
     },
     destroyAll (): void {
-      for (const s of sessions) s.destroy()
+      draining = true
+      for (const socket of pending) socket.destroy()
+      sessions.destroyAll()
     }
   }
 }

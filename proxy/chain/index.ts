@@ -10,6 +10,7 @@
  *   listener, and recognition of the authenticated parent's requests.
  */
 import type http from 'node:http'
+import type http2 from 'node:http2'
 import type { SecureContext } from 'node:tls'
 import type { ProxyConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
@@ -35,13 +36,18 @@ export interface ChainRuntime {
    * API host, a child's https:// child_url host (IP addresses never).
    */
   ownHosts?: () => string[]
-  /** Child: whether a request comes from the authenticated parent. */
+  /**
+   * Child: whether a request comes from the authenticated parent: an HTTP/2
+   * session the parent proved itself on, or an upgrade with a live one-time ticket.
+   */
   fromParent?: (req: ClientRequest) => boolean
   /**
-   * Child: called with the plain HTTP listener's server before it listens, so it
-   * also accepts h2c (HTTP/2 prior knowledge) from the parent.
+   * Child: called with each listener's server before it listens. The chain answers
+   * its reserved paths there (the parent's session proof), tracks the HTTP/2
+   * sessions for the drain, and on the plain HTTP listener also accepts h2c
+   * (HTTP/2 prior knowledge) from the parent.
    */
-  attachListener?: (server: http.Server) => void
+  attachListener?: (server: http.Server | http2.Http2SecureServer) => void
   /** For /status and the diagnostic dump. */
   status (): unknown
   /** SIGHUP: a child re-registers its (new) routes. */

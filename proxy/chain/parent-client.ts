@@ -7,7 +7,7 @@
  */
 import { Agent, request } from 'undici'
 import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
-import type { ChainDomain } from './schema.ts'
+import { fromWireDomain, toWireDomain, type ChainDomain, type WireDomain } from './schema.ts'
 
 /** The parent's answer to a registration. */
 export interface RegisterAnswer {
@@ -19,6 +19,7 @@ export interface ParentClient {
   register (name: string, childUrl: string, domains: readonly ChainDomain[]): Promise<RegisterAnswer>
   deregister (name: string): Promise<boolean>
   check (name: string, domains: readonly string[]): Promise<DomainConflict[]>
+  /** Closes the connection pool, aborting calls still in flight (shutdown). */
   close (): Promise<void>
 }
 
@@ -65,13 +66,13 @@ export function createParentClient (options: ParentClientOptions): ParentClient 
       const answer = await call('register', {
         name,
         child_url: childUrl,
-        domains: domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
-      }) as { lease_ttl_seconds?: unknown, domains?: Array<{ domain: string, rate_profile?: string }> }
+        domains: domains.map(toWireDomain)
+      }) as { lease_ttl_seconds?: unknown, domains?: WireDomain[] }
       const seconds = Number(answer.lease_ttl_seconds)
       if (!Number.isFinite(seconds) || seconds <= 0) throw new ChainError('CHAIN_REGISTRATION_REFUSED', `parent ${origin} answered without a valid lease_ttl_seconds`)
       return {
         leaseTtlMs: seconds * 1000,
-        domains: (answer.domains ?? []).map((d) => (d.rate_profile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rate_profile }))
+        domains: (answer.domains ?? []).map(fromWireDomain)
       }
     },
     async deregister (name): Promise<boolean> {
@@ -83,7 +84,8 @@ export function createParentClient (options: ParentClientOptions): ParentClient 
       return answer.conflicts ?? []
     },
     async close (): Promise<void> {
-      await agent.close()
+      // destroy, not close: a call the parent never answers must not hold the exit.
+      await agent.destroy()
     }
   }
 }

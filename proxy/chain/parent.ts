@@ -20,9 +20,14 @@ import { createChildPool, type ChildPool } from './h2-pool.ts'
 import { createRegistrationStore } from './persist.ts'
 import { createChildRegistry, type ChildRecord } from './registry.ts'
 import { createChainUpgrade } from './ws-forward.ts'
+import { createLogThrottle } from '../log-throttle.ts'
 
 /** The registrations file in data_dir. */
 export const REGISTRATIONS_FILE = 'chain-children.json'
+/** Least time between two writes of the registrations file. */
+const SAVE_INTERVAL_MS = 500
+/** Router swaps are spaced this many times their own duration apart (see changed()). */
+const SWAP_SPACING = 10
 
 /** Where the chain API listens: parent_url's host when it is an address, else every interface. */
 export function apiListenAddress (parentUrl: string): { host: string, port: number, tls: boolean } {
@@ -42,7 +47,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   const chain = config.chain
   const logger = baseLogger.child({ chain: 'parent' })
   const auth = createChainAuth(chain.psk)
-  const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger)
+  const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger, { minIntervalMs: SAVE_INTERVAL_MS })
   const profiles = new Set(['default', ...config.rateProfiles.map((p) => (p as { name?: unknown }).name).filter((n): n is string => typeof n === 'string')])
 
   // The parent's own domains, recomputed only when the route table object changes.
@@ -56,9 +61,10 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     }
     return ownDomains.has(domain)
   }
-  const registry = createChildRegistry({ leaseTtlMs: chain.leaseTtlMs, parentServes })
+  const refusedLog = createLogThrottle(10_000)
+  const registry = createChildRegistry({ leaseTtlMs: chain.leaseTtlMs, parentServes, maxChildren: chain.maxChildren })
   const pools = new Map<string, ChildPool>()
-  let entries: RouteEntry[] = []
+  const entriesByChild = new Map<string, readonly RouteEntry[]>()
 
   function poolFor (name: string): ChildPool | undefined {
     const record = registry.get(name)
@@ -75,6 +81,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
         connectTimeoutMs: chain.connectTimeoutMs,
         idleTimeoutMs: chain.idleTimeoutMs,
         maxConcurrentStreams: chain.maxConcurrentStreams,
+        auth,
         onReset: (child) => { metrics.chainSessionResets.inc({ child }) }
       })
       pools.set(name, pool)
@@ -89,27 +96,74 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     pool.close(force)
   }
 
-  /** Rebuilds the router entries of chained domains and tells main to swap the router. */
-  function changed (): void {
-    const next: RouteEntry[] = []
-    for (const child of registry.children()) {
-      for (const d of child.domains) {
-        const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: false, rateProfile: d.rateProfile })
-        next.push(Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: d.rateProfile !== undefined && profiles.has(d.rateProfile) ? d.rateProfile : 'default' }))
-      }
-    }
-    entries = next
-    metrics.chainChildren.set(registry.size)
-    void store.save(registry.children())
-    deps.onEntriesChanged()
+  /** The router entries of one child's domains. */
+  function entriesOf (child: ChildRecord): readonly RouteEntry[] {
+    return child.domains.map((d) => {
+      // redirect_to_https is the parent's to apply: its https port is the one clients reach.
+      const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: d.redirectToHttps === true, rateProfile: d.rateProfile })
+      return Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: d.rateProfile !== undefined && profiles.has(d.rateProfile) ? d.rateProfile : 'default' })
+    })
   }
 
-  const restored = registry.restore(await store.load(), Date.now())
+  /** Keeps a child's entries in step with the registry: O(its domains), not O(all). */
+  function updateEntries (child: ChildRecord, present: boolean): void {
+    if (present) entriesByChild.set(child.name, entriesOf(child))
+    else entriesByChild.delete(child.name)
+  }
+
+  // Swapping the router is O(every route), so changes close together share one
+  // swap: a lone change applies at once (before the next request is read), and
+  // then swaps are spaced SWAP_SPACING times their own duration apart, so a burst
+  // of registrations spends at most ~1/SWAP_SPACING of the time swapping however
+  // many children exist (instead of one O(n) swap per registration).
+  let swapPending = false
+  let swapImmediate: NodeJS.Immediate | undefined
+  let swapTimer: NodeJS.Timeout | undefined
+  let lastSwapEnd = -Infinity
+  let lastSwapMs = 0
+  let stopped = false
+
+  function applyChanges (save = true): void {
+    swapPending = false
+    swapImmediate = undefined
+    swapTimer = undefined
+    if (stopped) return
+    const start = performance.now()
+    deps.onEntriesChanged()
+    lastSwapEnd = performance.now()
+    lastSwapMs = lastSwapEnd - start
+    // The store coalesces and spaces its writes too (SAVE_INTERVAL_MS).
+    if (save) void store.save(() => registry.children())
+  }
+
+  /** The registry changed: count it now, swap the router and save soon. */
+  function changed (): void {
+    metrics.chainChildren.set(registry.size)
+    if (swapPending || stopped) return
+    swapPending = true
+    const wait = lastSwapEnd + SWAP_SPACING * lastSwapMs - performance.now()
+    if (wait <= 0) {
+      swapImmediate = setImmediate(applyChanges)
+    } else {
+      swapTimer = setTimeout(applyChanges, Math.ceil(wait))
+      swapTimer.unref()
+    }
+  }
+
+  const saved = await store.load()
+  const restored = registry.restore(saved, Date.now())
+  if (restored.length < saved.length) {
+    const kept = new Set(restored.map((c) => c.name))
+    logger.warn('chain registrations not restored: chain.max_children reached (they register again at their next renewal if there is room)', { max_children: chain.maxChildren, skipped: saved.filter((c) => !kept.has(c.name)).length })
+  }
   if (restored.length > 0) {
     logger.info('chain registrations restored', { children: restored.map((c) => ({ name: c.name, url: c.url, domains: c.domains.length })) })
   }
-  entries = []
-  changed()
+  for (const child of restored) updateEntries(child, true)
+  metrics.chainChildren.set(registry.size)
+  // Nothing to save yet: the file is what was just read (a start that fails later
+  // must not leave a write behind).
+  applyChanges(false)
 
   const sweepMs = Math.min(5000, Math.max(100, Math.floor(chain.leaseTtlMs / 10)))
   const sweepTimer = setInterval(function sweepLeases () {
@@ -118,6 +172,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     for (const child of expired) {
       logger.warn('chain lease expired: routes dropped', { child: child.name, url: child.url, domains: child.domains.map((d) => d.domain), renewed_at: new Date(child.renewedAt).toISOString() })
       dropPool(child.name, false)
+      updateEntries(child, false)
     }
     changed()
   }, sweepMs)
@@ -149,7 +204,15 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       try {
         outcome = registry.register(request, Date.now())
       } catch (err) {
-        if (err instanceof DomainConflictError) logger.warn('chain registration refused: domain conflict', { child: request.name, peer, conflicts: err.conflicts })
+        if (err instanceof DomainConflictError) {
+          metrics.chainRegistrationsRefused.inc({ reason: 'conflict' })
+          logger.warn('chain registration refused: domain conflict', { child: request.name, peer, conflicts: err.conflicts })
+        } else if (err instanceof ChainError && err.code === 'CHAIN_CHILDREN_FULL') {
+          metrics.chainRegistrationsRefused.inc({ reason: 'full' })
+          // A fleet past the limit retries every few seconds: one line per interval.
+          const suppressed = refusedLog.admit('full')
+          if (suppressed >= 0) logger.warn('chain registration refused: chain.max_children reached', { child: request.name, peer, children: registry.size, max_children: chain.maxChildren, ...(suppressed > 0 ? { suppressed } : {}) })
+        }
         throw err
       }
       const { record, previous } = outcome
@@ -158,6 +221,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
         dropPool(record.name, false)
       }
       if (outcome.changed) {
+        updateEntries(record, true)
         logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, lease_ttl_ms: chain.leaseTtlMs })
         changed()
       } else {
@@ -172,6 +236,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       if (record === undefined) return false
       logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length })
       dropPool(name, false)
+      updateEntries(record, false)
       changed()
       return true
     },
@@ -202,15 +267,21 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
 
   const forward = createChainForwarder({
     pool: poolFor,
-    forwardToken: auth.forwardToken,
     responseTimeoutMs: config.timeouts.upstreamResponseMs,
     idleTimeoutMs: config.timeouts.upstreamIdleMs
   })
-  const upgrade = createChainUpgrade({ forwardToken: auth.forwardToken, connectTimeoutMs: chain.connectTimeoutMs, idleTimeoutMs: config.timeouts.websocketIdleMs })
+  const upgrade = createChainUpgrade({
+    pool: poolFor,
+    connectTimeoutMs: chain.connectTimeoutMs,
+    responseTimeoutMs: config.timeouts.upstreamResponseMs,
+    idleTimeoutMs: config.timeouts.websocketIdleMs
+  })
 
   const apiHost = new URL(chain.parentUrl).hostname
   return {
-    entries: () => entries,
+    * entries () {
+      for (const list of entriesByChild.values()) yield * list
+    },
     ownHosts: () => (listen.tls && apiHost !== 'localhost' && isIP(apiHost.replace(/^\[|\]$/g, '')) === 0 ? [apiHost] : []),
     forward,
     upgrade,
@@ -223,6 +294,9 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       server?.close()
     },
     async stop (): Promise<void> {
+      stopped = true
+      clearImmediate(swapImmediate)
+      clearTimeout(swapTimer)
       clearInterval(sweepTimer)
       for (const name of [...pools.keys()]) dropPool(name, true)
       server?.closeAllConnections()

@@ -4,11 +4,17 @@
  * chained domains at once (their leases restart on load). Writes are atomic
  * (temp file, fsync, rename, mode 0600) and serialised: a burst of changes ends
  * with the last state on disk, never a half-written file.
+ *
+ * A write costs O(children), so it must not happen once per registration: saves
+ * are coalesced (the snapshot is taken when a write starts, not when asked for)
+ * and spaced by `minIntervalMs`, so a burst of N registrations costs a handful of
+ * writes, not N. A crash loses at most that interval's changes, which the
+ * children restore themselves at their next renewal.
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import type { Logger } from '../log.ts'
 import type { ChildRecord } from './registry.ts'
-import { parseChildName, parseChildUrl, parseRegisterRequest } from './schema.ts'
+import { parseChildName, parseChildUrl, parseRegisterRequest, toWireDomain } from './schema.ts'
 
 /** The file's format version. */
 const FORMAT_VERSION = 1
@@ -19,15 +25,25 @@ export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registe
 export interface RegistrationStore {
   /** Reads the saved children; a missing file is an empty list, a corrupt one is logged and ignored. */
   load (): Promise<SavedChild[]>
-  /** Schedules a save of `children` (coalesced); resolves once it is on disk. */
-  save (children: readonly ChildRecord[]): Promise<void>
+  /**
+   * Schedules a save (coalesced); resolves once a write that includes this state
+   * is on disk. Give a function to defer building the snapshot to the write.
+   */
+  save (children: readonly ChildRecord[] | (() => readonly ChildRecord[])): Promise<void>
+}
+
+export interface RegistrationStoreOptions {
+  /** Least time from the start of one write to the start of the next (default 0). */
+  minIntervalMs?: number
 }
 
 /** Creates the store for `file` (e.g. `<data_dir>/chain-children.json`). */
-export function createRegistrationStore (file: string, logger: Logger): RegistrationStore {
+export function createRegistrationStore (file: string, logger: Logger, options: RegistrationStoreOptions = {}): RegistrationStore {
+  const minIntervalMs = options.minIntervalMs ?? 0
   let writing: Promise<void> = Promise.resolve()
-  let pending: readonly ChildRecord[] | undefined
+  let pending: readonly ChildRecord[] | (() => readonly ChildRecord[]) | undefined
   let pendingDone: Promise<void> | undefined
+  let lastWriteAt = -Infinity
 
   async function write (children: readonly ChildRecord[]): Promise<void> {
     const doc = {
@@ -36,7 +52,7 @@ export function createRegistrationStore (file: string, logger: Logger): Registra
         name: c.name,
         child_url: c.url,
         registered_at: new Date(c.registeredAt).toISOString(),
-        domains: c.domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rate_profile: d.rateProfile }))
+        domains: c.domains.map(toWireDomain)
       }))
     }
     const tmp = `${file}.${process.pid}.tmp`
@@ -82,10 +98,13 @@ export function createRegistrationStore (file: string, logger: Logger): Registra
       pending = children
       // One write at a time; changes arriving meanwhile share the next write.
       pendingDone ??= writing.then(async () => {
+        const wait = lastWriteAt + minIntervalMs - Date.now()
+        if (wait > 0) await new Promise((resolve) => { setTimeout(resolve, wait) })
         const next = pending!
         pending = undefined
         pendingDone = undefined
-        await write(next)
+        lastWriteAt = Date.now()
+        await write(typeof next === 'function' ? next() : next)
       })
       writing = pendingDone.catch((err: unknown) => { logger.error('saving chain registrations failed', { file, err }) })
       return writing

@@ -12,9 +12,11 @@
  *   nothing) — except that a domain this child already holds is never a conflict,
  *   so a renewal cannot fail because the parent's file gained one of its domains
  *   later (the file's route wins in the router, and that is logged there);
- * - a child whose lease has run out is dropped by `sweep`.
+ * - a child whose lease has run out is dropped by `sweep`;
+ * - at most `maxChildren` children: a new name past it is refused
+ *   (CHAIN_CHILDREN_FULL, 503); known children still renew and move.
  */
-import { DomainConflictError, type DomainConflict } from './errors.ts'
+import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
 import type { ChainDomain, RegisterRequest } from './schema.ts'
 
 /** The owner reported for a domain of the parent's own route file. */
@@ -42,7 +44,10 @@ export interface RegisterOutcome {
 }
 
 export interface ChildRegistry {
-  /** Registers or renews; throws DomainConflictError (and changes nothing) on a conflict. */
+  /**
+   * Registers or renews; throws DomainConflictError (and changes nothing) on a
+   * conflict, and ChainError CHAIN_CHILDREN_FULL for a new child past `maxChildren`.
+   */
   register (request: RegisterRequest, now: number): RegisterOutcome
   /** Removes a child; returns its record, or undefined if it was unknown. */
   deregister (name: string): ChildRecord | undefined
@@ -50,7 +55,10 @@ export interface ChildRegistry {
   conflicts (name: string, domains: readonly string[]): DomainConflict[]
   /** Drops every child whose lease ended at or before `now`; returns them. */
   sweep (now: number): ChildRecord[]
-  /** Restores saved children with fresh leases (start-up); conflicting domains are skipped. */
+  /**
+   * Restores saved children with fresh leases (start-up); conflicting domains are
+   * skipped, and so are children past `maxChildren`.
+   */
   restore (records: readonly Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt'>[], now: number): ChildRecord[]
   get (name: string): ChildRecord | undefined
   /** Children sorted by name. */
@@ -62,18 +70,21 @@ export interface RegistryOptions {
   leaseTtlMs: number
   /** Whether the parent's own route file serves a domain. */
   parentServes: (domain: string) => boolean
+  /** Most children at once (default: unlimited). */
+  maxChildren?: number
 }
 
 function sameDomains (a: readonly ChainDomain[], b: readonly ChainDomain[]): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) {
-    if (a[i].domain !== b[i].domain || a[i].rateProfile !== b[i].rateProfile) return false
+    if (a[i].domain !== b[i].domain || a[i].rateProfile !== b[i].rateProfile || a[i].redirectToHttps !== b[i].redirectToHttps) return false
   }
   return true
 }
 
 /** Creates an empty registry. */
 export function createChildRegistry (options: RegistryOptions): ChildRegistry {
+  const maxChildren = options.maxChildren ?? Infinity
   const children = new Map<string, ChildRecord>()
   const owners = new Map<string, string>()
 
@@ -107,6 +118,9 @@ export function createChildRegistry (options: RegistryOptions): ChildRegistry {
 
   return {
     register (request, now): RegisterOutcome {
+      if (children.size >= maxChildren && !children.has(request.name)) {
+        throw new ChainError('CHAIN_CHILDREN_FULL', `this parent already has ${children.size} children, its limit (chain.max_children): "${request.name}" is not registered`, { status: 503 })
+      }
       const found = conflicts(request.name, request.domains.map((d) => d.domain))
       if (found.length > 0) throw new DomainConflictError(found)
       const previous = children.get(request.name)
@@ -137,7 +151,7 @@ export function createChildRegistry (options: RegistryOptions): ChildRegistry {
     restore (records, now): ChildRecord[] {
       const restored: ChildRecord[] = []
       for (const saved of records) {
-        if (children.has(saved.name)) continue
+        if (children.has(saved.name) || children.size >= maxChildren) continue
         const free = saved.domains.filter((d) => !owners.has(d.domain))
         const record: ChildRecord = Object.freeze({
           name: saved.name,

@@ -17,6 +17,35 @@ export const MAX_DOMAINS = 10_000
 export interface ChainDomain {
   readonly domain: string
   readonly rateProfile?: string
+  /**
+   * Plain HTTP requests get a 308 to https. The parent applies it, with its own
+   * https port: the client's https is the parent's. Set only when true.
+   */
+  readonly redirectToHttps?: true
+}
+
+/** A domain as the chain API and the registrations file write it. */
+export interface WireDomain {
+  domain: string
+  rate_profile?: string
+  redirect_to_https?: true
+}
+
+/** The wire form of a domain (absent fields left out). */
+export function toWireDomain (d: ChainDomain): WireDomain {
+  const wire: WireDomain = { domain: d.domain }
+  if (d.rateProfile !== undefined) wire.rate_profile = d.rateProfile
+  if (d.redirectToHttps === true) wire.redirect_to_https = true
+  return wire
+}
+
+/** A domain from a trusted wire form (the parent's answer); the parent's own input goes through parseRegisterRequest. */
+export function fromWireDomain (d: WireDomain): ChainDomain {
+  return {
+    domain: d.domain,
+    ...(d.rate_profile === undefined ? {} : { rateProfile: d.rate_profile }),
+    ...(d.redirect_to_https === true ? { redirectToHttps: true as const } : {})
+  }
 }
 
 export interface RegisterRequest {
@@ -81,7 +110,7 @@ function domainList (value: unknown, field: string): unknown[] {
   return value
 }
 
-/** Parses `POST /chain/v1/register`: `{ name, child_url, domains: [{ domain, rate_profile? }] }`. */
+/** Parses `POST /chain/v1/register`: `{ name, child_url, domains: [{ domain, rate_profile?, redirect_to_https? }] }`. */
 export function parseRegisterRequest (body: unknown): RegisterRequest {
   const o = object(body, ['name', 'child_url', 'domains'])
   const name = parseChildName(o.name)
@@ -89,13 +118,15 @@ export function parseRegisterRequest (body: unknown): RegisterRequest {
   const seen = new Set<string>()
   const domains = domainList(o.domains, 'domains').map((item, i): ChainDomain => {
     const field = `domains[${i}]`
-    const d = object(item, ['domain', 'rate_profile'], field)
+    const d = object(item, ['domain', 'rate_profile', 'redirect_to_https'], field)
     const domain = parseDomainName(d.domain, `${field}.domain`)
     if (seen.has(domain)) throw bad(`${field}.domain`, `"${domain}" is listed twice`)
     seen.add(domain)
-    if (d.rate_profile === undefined || d.rate_profile === null || d.rate_profile === '') return { domain }
+    if (d.redirect_to_https !== undefined && typeof d.redirect_to_https !== 'boolean') throw bad(`${field}.redirect_to_https`, 'must be true or false')
+    const redirect = d.redirect_to_https === true ? { redirectToHttps: true as const } : {}
+    if (d.rate_profile === undefined || d.rate_profile === null || d.rate_profile === '') return { domain, ...redirect }
     if (typeof d.rate_profile !== 'string' || !PROFILE_NAME.test(d.rate_profile)) throw bad(`${field}.rate_profile`, 'must be a profile name (letters, digits, "_", "." and "-", 1-64 characters)')
-    return { domain, rateProfile: d.rate_profile }
+    return { domain, rateProfile: d.rate_profile, ...redirect }
   })
   return { name, childUrl, domains }
 }

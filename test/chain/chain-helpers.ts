@@ -14,10 +14,10 @@ interface Teardown { teardown (fn: () => unknown): void }
 export const PSK = 'test-chain-psk-0123456789'
 
 /** Short keepalive and lease timings, so healing is seen within a test. */
-export const FAST: Record<string, string> = { lease_ttl: '2s', ping_interval: '200ms', ping_timeout: '300ms', connect_timeout: '500ms' }
+export const FAST: Record<string, string | number> = { lease_ttl: '2s', ping_interval: '200ms', ping_timeout: '300ms', connect_timeout: '500ms' }
 
-/** The `[chain]` timing keys: FAST with `overrides`. */
-export function timings (overrides: Record<string, string> = {}): string {
+/** The `[chain]` timing keys: FAST with `overrides` (numbers are written as TOML numbers). */
+export function timings (overrides: Record<string, string | number> = {}): string {
   return Object.entries({ ...FAST, ...overrides }).map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join('')
 }
 
@@ -28,27 +28,47 @@ export function memoryLogger (): { logger: Logger, lines: Array<Record<string, u
   return { logger, lines }
 }
 
-export interface ParentOptions { apiPort?: number, toml?: string, routes?: unknown, chain?: Record<string, string> }
+export interface ParentOptions {
+  apiPort?: number
+  toml?: string
+  routes?: unknown
+  chain?: Record<string, string | number>
+  /** Replace the [listen] section (default: http and admin on free ports, no https). */
+  listen?: string
+}
 
 /** Starts a parent proxy; its chain API listens on `apiPort` (free port by default). */
 export async function startParent (t: Teardown, options: ParentOptions = {}): Promise<ProxyProcess & { apiPort: number, api: string }> {
   const apiPort = options.apiPort ?? await deadPort()
   const proxy = await startProxyProcess(t, {
     routes: options.routes,
+    listen: options.listen,
     toml: `[chain]\nmode = "parent"\nparent_url = "http://127.0.0.1:${apiPort}"\npsk = "${PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
   })
   return Object.assign(proxy, { apiPort, api: `http://127.0.0.1:${apiPort}/chain/v1` })
 }
 
-export interface ChildOptions { apiPort: number, name: string, routes: unknown, port?: number, psk?: string, toml?: string, chain?: Record<string, string> }
+export interface ChildOptions {
+  apiPort: number
+  name: string
+  routes: unknown
+  port?: number
+  psk?: string
+  toml?: string
+  chain?: Record<string, string | number>
+  /** Where the parent is told to send our traffic (default: our own listener, e.g. a relay in front of it instead). */
+  childUrl?: string
+  /** Also an https listener on a free port (self-signed fallback certificate). */
+  https?: boolean
+}
 
 /** Starts a child proxy serving h2c and HTTP/1.1 on `port` (free port by default), registering at the parent. */
 export async function startChild (t: Teardown, options: ChildOptions): Promise<ProxyProcess & { port: number }> {
   const port = options.port ?? await deadPort()
   const proxy = await startProxyProcess(t, {
     routes: options.routes,
-    listen: `[listen]\nhttp = "127.0.0.1:${port}"\nhttps = ""\nadmin = "127.0.0.1:0"`,
-    toml: `[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "http://127.0.0.1:${port}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
+    listen: `[listen]\nhttp = "127.0.0.1:${port}"\nhttps = "${options.https === true ? '127.0.0.1:0' : ''}"\nadmin = "127.0.0.1:0"`,
+    toml: `[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "${options.childUrl ?? `http://127.0.0.1:${port}`}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
   })
   return Object.assign(proxy, { port })
 }

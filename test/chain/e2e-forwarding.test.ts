@@ -93,7 +93,7 @@ t.test('parent → child → VM', async (t) => {
     t.equal((await get('app.example.com')).status, 200, 'the owner keeps serving')
   })
 
-  await t.test('the child believes X-Forwarded-* only with the parent token', async (t) => {
+  await t.test('the child believes X-Forwarded-* only from the authenticated parent, never for a header', async (t) => {
     const direct = await request(`http://127.0.0.1:${child.port}/`, { headers: { host: 'app.example.com', 'x-forwarded-for': '6.6.6.6', 'x-vmfront-chain': 'f'.repeat(64) } })
     const seen = JSON.parse(await direct.body.text()) as { headers: Record<string, string> }
     t.equal(seen.headers['x-real-ip'], '127.0.0.1', 'the spoofed client IP is ignored')

@@ -12,7 +12,6 @@ import { deadPort } from '../helpers/backend.ts'
 import { memoryLogger, startRelay, until } from './chain-helpers.ts'
 
 type Teardown = { teardown (fn: () => unknown): void }
-const TOKEN = 'a'.repeat(64)
 
 /** The child: an h2c server answering by path. */
 async function startH2Child (t: Teardown) {
@@ -58,7 +57,7 @@ async function startParentSide (t: Teardown, childPort: number, tune: Partial<{ 
     maxConcurrentStreams: 100,
     onReset: () => { resets++ }
   })
-  const forward = createChainForwarder({ pool: () => pool, forwardToken: TOKEN, responseTimeoutMs: tune.responseTimeoutMs ?? 10_000, idleTimeoutMs: 10_000 })
+  const forward = createChainForwarder({ pool: () => pool, responseTimeoutMs: tune.responseTimeoutMs ?? 10_000, idleTimeoutMs: 10_000 })
   const entry = { domain: 'app.example.com', route: { domain: 'app.example.com', redirectCode: 302, redirectToHttps: false }, chain: { child: 'c1', url: `http://127.0.0.1:${childPort}` }, profile: 'default' } as RouteEntry
   const server = http.createServer((req, res) => {
     forward(req, res, entry, { clientIp: '203.0.113.7', forwardedFor: '203.0.113.7', proto: 'https', forwardedHost: 'app.example.com' }, (outcome) => {
@@ -90,7 +89,7 @@ t.test('a request reaches the child over HTTP/2 with the chain headers; the answ
   const h = child.seen[0].headers
   t.equal(child.seen[0].path, '/echo?q=1')
   t.equal(h[':authority'], 'app.example.com', 'Host becomes :authority')
-  t.equal(h['x-vmfront-chain'], TOKEN)
+  t.equal(h['x-vmfront-chain'], undefined, 'no credential in a header: the session is the credential')
   t.equal(h['x-forwarded-for'], '203.0.113.7')
   t.equal(h['x-real-ip'], '203.0.113.7')
   t.equal(h['x-forwarded-proto'], 'https')
