@@ -181,7 +181,9 @@ export function createChildPool (options: PoolOptions): ChildPool {
       let best: ChildSession | undefined
       for (const s of sessions) {
         if (!usable(s)) continue
-        if (s.streams < options.maxConcurrentStreams) return s
+        // A child (an https listener offers 100) may accept fewer streams than we
+        // would send: past its limit, Node would queue them instead of a new session.
+        if (s.streams < Math.min(options.maxConcurrentStreams, s.peerMaxStreams)) return s
         if (best === undefined || s.streams < best.streams) best = s
       }
       if (sessions.filter(usable).length < MAX_SESSIONS || best === undefined) return open()

@@ -49,6 +49,8 @@ export interface ChildSession {
   readonly state: SessionState
   /** Streams open now. */
   readonly streams: number
+  /** How many concurrent streams the child accepts (its SETTINGS; unlimited before they arrive). */
+  readonly peerMaxStreams: number
   /** The last PING's round trip, in ms (undefined before the first answer). */
   readonly lastPingRttMs: number | undefined
   /** True once the child's SETTINGS arrived (it is alive and speaks HTTP/2). */
@@ -200,6 +202,7 @@ export function openChildSession (id: number, origin: string, options: SessionOp
     id,
     get state () { return state },
     get streams () { return streams },
+    get peerMaxStreams () { return session.remoteSettings?.maxConcurrentStreams ?? Number.POSITIVE_INFINITY },
     get lastPingRttMs () { return lastPingRttMs },
     get established () { return established },
     get authenticated () { return controlKey !== undefined },

@@ -21,6 +21,7 @@ import { createRegistrationStore } from './persist.ts'
 import { createChildRegistry, type ChildRecord } from './registry.ts'
 import { createChainUpgrade } from './ws-forward.ts'
 import { createLogThrottle } from '../log-throttle.ts'
+import { TLS_SERVER_POLICY } from '../tls-policy.ts'
 
 /** The registrations file in data_dir. */
 export const REGISTRATIONS_FILE = 'chain-children.json'
@@ -253,7 +254,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     const listener = getRequestListener(app.fetch)
     const serverOptions = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }
     server = listen.tls
-      ? https.createServer({ ...serverOptions, ...deps.tls!, minVersion: 'TLSv1.2' }, listener)
+      ? https.createServer({ ...serverOptions, ...deps.tls!, ...TLS_SERVER_POLICY }, listener)
       : http.createServer(serverOptions, listener)
     const s = server
     await new Promise<void>((resolve, reject) => {

@@ -24,4 +24,12 @@ t.test('the chain API over https', async (t) => {
   t.equal((await call('wrong-wrong-wrong-wrong')).status, 401)
   const plain = await request(`http://127.0.0.1:${apiPort}/chain/v1/status`).then((r) => r.body.text().then(() => r.statusCode), (err: Error) => err)
   t.not(plain, 200, 'no plain HTTP on an https:// parent_url')
+  // The same TLS policy as the https listener: no CBC suite in TLS 1.2 (LUCKY13).
+  const tls = await import('node:tls')
+  const handshake = (ciphers: string) => new Promise<string>((resolve) => {
+    const socket = tls.connect({ port: apiPort, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', ciphers }, () => { resolve(socket.getCipher().name); socket.destroy() })
+    socket.on('error', () => { resolve('refused') })
+  })
+  t.equal(await handshake('ECDHE-RSA-AES128-SHA256'), 'refused', 'a CBC-only client is refused')
+  t.equal(await handshake('ECDHE-RSA-AES128-GCM-SHA256'), 'ECDHE-RSA-AES128-GCM-SHA256', 'an AEAD suite is accepted')
 })
