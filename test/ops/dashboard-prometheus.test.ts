@@ -17,7 +17,7 @@ import { api, startChild, startParent } from '../chain/chain-helpers.ts'
 import { rapidReset } from '../adversarial/h2-attacks.ts'
 import { startPrometheus } from './prometheus-server.ts'
 
-interface Target { refId: string, expr: string, datasource?: { type?: string, uid?: string } }
+interface Target { refId: string, expr: string, legendFormat?: string, datasource?: { type?: string, uid?: string } }
 interface Panel { id: number, type: string, title?: string, datasource?: { type?: string, uid?: string }, gridPos?: Record<string, number>, targets?: Target[], panels?: Panel[] }
 interface Variable { name: string, type: string, query: string | { query: string }, datasource?: { uid?: string } }
 interface Dashboard { title: string, uid: string, schemaVersion: number, panels: Panel[], templating: { list: Variable[] } }
@@ -25,7 +25,7 @@ interface Dashboard { title: string, uid: string, schemaVersion: number, panels:
 const dashboard = JSON.parse(readFileSync(join(ROOT, 'examples/grafana-dashboard.json'), 'utf8')) as Dashboard
 const allPanels = (panels: Panel[]): Panel[] => panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])])
 const panels = allPanels(dashboard.panels)
-const queries = panels.flatMap((p) => (p.targets ?? []).map((target) => ({ panel: `${p.title ?? '?'} [${target.refId}]`, expr: target.expr })))
+const queries = panels.flatMap((p) => (p.targets ?? []).map((target) => ({ panel: `${p.title ?? '?'} [${target.refId}]`, expr: target.expr, legend: target.legendFormat ?? '' })))
 
 // The values Grafana would substitute with "All" selected and a 1 s scrape interval.
 const VARIABLES: Record<string, string> = { job: 'vmfront', instance: '.*', domain: '.*', __rate_interval: '10s' }
@@ -119,13 +119,14 @@ t.test('a real Prometheus that scraped vmfront answers every panel query with da
   // --- every panel query returns data (bounded poll: a few 1 s scrapes are needed for rates)
   const pending = new Map(queries.map((q) => [q.panel, substitute(q.expr)]))
   const errors = new Map<string, string>()
+  const results = new Map<string, Array<{ metric: Record<string, string> }>>()
   try {
     await pollUntil(async () => {
       for (const [panel, expr] of pending) {
         try {
-          const data = await prometheus.api('query', { query: expr }) as { result: unknown[] }
+          const data = await prometheus.api('query', { query: expr }) as { result: Array<{ metric: Record<string, string> }> }
           errors.delete(panel)
-          if (data.result.length > 0) pending.delete(panel)
+          if (data.result.length > 0) { pending.delete(panel); results.set(panel, data.result) }
         } catch (err) {
           errors.set(panel, (err as Error).message)
         }
@@ -135,6 +136,11 @@ t.test('a real Prometheus that scraped vmfront answers every panel query with da
   } catch { /* reported below, query by query */ }
   for (const q of queries) {
     t.notOk(pending.has(q.panel), `${q.panel} returns data: ${substitute(q.expr)}${errors.has(q.panel) ? ` (${errors.get(q.panel) ?? ''})` : ''}`)
+    // Every label the legend names is set on every series (catches a by() or label_replace() that lost it).
+    for (const [, label] of q.legend.matchAll(/\{\{\s*(\w+)\s*\}\}/g)) {
+      const series = results.get(q.panel) ?? []
+      t.ok(series.every((s) => (s.metric[label] ?? '') !== ''), `${q.panel}: every series has the legend's label ${label} (${JSON.stringify(series.map((s) => s.metric))})`)
+    }
   }
 
   // --- the variables' label_values() queries list what was scraped
