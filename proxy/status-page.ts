@@ -127,7 +127,7 @@ th{background:#f0f2f5;font-weight:600}td.num,th.num{text-align:right;font-varian
 .summary a.ok{border-left-color:#1a7f37}.summary a.warn{border-left-color:#d4a72c}.summary a.bad{border-left-color:#cf222e}
 .summary b{display:block;font-size:18px;color:#1b1f24}.summary span{font-size:12px;color:#57606a;font-weight:400}
 form{margin:0 0 8px}input[type=search]{width:260px;padding:3px 6px}
-#refresh{margin-left:auto}
+#refresh{margin-left:auto}ul{margin:2px 0;padding-left:18px}
 `
 const SCRIPT = `(function(){var b=document.getElementById('auto'),w=document.getElementById('refresh'),k='vmfront-status-paused',t;` +
   `if(!b||!w)return;w.hidden=false;try{b.checked=sessionStorage.getItem(k)!=='1'}catch(e){}` +
@@ -246,10 +246,10 @@ function certificatesSection (input: StatusPageInput, query: StatusPageQuery): M
   const all = input.certificates
   const matching = q === '' ? all : all.filter((c) => c.domain.includes(q))
   // The most urgent first: errors, then the nearest expiry.
-  const sorted = [...matching].sort((a, b) => Number(b.lastError !== undefined) - Number(a.lastError !== undefined) || (daysLeft(a, now) ?? Infinity) - (daysLeft(b, now) ?? Infinity))
+  const sorted = matching.map((c) => ({ c, d: daysLeft(c, now), failing: c.lastError !== undefined ? 1 : 0 }))
+    .sort((a, b) => b.failing - a.failing || (a.d ?? -Infinity) - (b.d ?? -Infinity))
   const shown = sorted.slice(0, query.limit)
-  const rows = shown.map((c) => {
-    const d = daysLeft(c, now)
+  const rows = shown.map(({ c, d }) => {
     const level: Level = d === undefined || d < 7 ? 'bad' : d < 21 ? 'warn' : 'ok'
     return html`<tr><td class="mono">${c.domain}</td><td>${c.source}</td><td>${c.issuer}</td><td>${when(c.notAfter, now)}</td><td class="num ${level}">${d ?? '?'}</td><td>${c.renewAt !== undefined ? when(c.renewAt, now) : ''}</td><td>${c.lastError !== undefined ? html`<span class="bad">${c.lastError}</span> ${when(c.lastErrorAt, now)}${c.retryAt !== undefined ? html`; retry ${when(c.retryAt, now)}` : ''}` : html`<span class="muted">none</span>`}</td></tr>`
   })
@@ -341,6 +341,12 @@ function summary (input: StatusPageInput): Markup {
   const reload = input.reload
   const soon = input.certificates.filter((c) => (daysLeft(c, now) ?? -1) < 14 && c.source !== 'self-signed').length
   const certErrors = input.certificates.filter((c) => c.lastError !== undefined).length
+  const acmeDown = input.acme.enabled && !input.acme.ready
+  let minDays: number | undefined
+  for (const c of input.certificates) {
+    const d = c.source === 'self-signed' ? undefined : daysLeft(c, now)
+    if (d !== undefined && (minDays === undefined || d < minDays)) minDays = d
+  }
   const recentErrors = input.upstreamErrors.recent().filter((e) => now - e.at < 5 * 60_000).length
   const limitedIps = input.rateLimits.reduce((n, p) => n + (p.limited ? p.trackedIps : 0), 0)
   const chain = input.chain
@@ -350,11 +356,11 @@ function summary (input: StatusPageInput): Markup {
     ? tile('#chain', down > 0 ? 'bad' : 'ok', `${children.length - down}/${children.length}`, 'chain children up')
     : chain.mode === 'child'
       ? tile('#chain', chain.registered === true ? 'ok' : 'bad', chain.registered === true ? 'registered' : 'not registered', 'with the chain parent')
-      : tile('#chain', 'ok', 'none', 'chain')
+      : tile('#chain', 'ok', 'off', `chain (mode ${chain.mode})`)
   return html`<div class="summary">
 ${tile('#routes', reload.result === 'success' ? 'ok' : 'bad', input.routes.length.toLocaleString('en'), 'routes')}
 ${tile('#reloads', reload.result === 'success' ? 'ok' : 'bad', reload.result === 'success' ? 'ok' : reload.result === 'never' ? 'not loaded' : 'failed', `last reload${reload.at !== undefined ? `, ${duration(now - Date.parse(reload.at))} ago` : ''}`)}
-${tile('#certificates', certErrors > 0 || (input.acme.enabled && !input.acme.ready) ? 'bad' : soon > 0 ? 'warn' : 'ok', `${soon} / ${certErrors}`, 'certificates expiring < 14 d / failing')}
+${tile('#certificates', certErrors > 0 || acmeDown ? 'bad' : soon > 0 ? 'warn' : 'ok', certErrors > 0 ? `${certErrors} failing` : soon > 0 ? `${soon} expiring` : acmeDown ? 'ACME down' : `${input.certificates.length} ok`, `certificates${minDays === undefined ? '' : `, fewest days left: ${minDays}`}`)}
 ${tile('#upstream-errors', recentErrors > 0 ? 'bad' : 'ok', String(recentErrors), 'upstream errors in the last 5 min')}
 ${tile('#rate-limits', 'ok', String(limitedIps), 'client IPs with rate-limit state')}
 ${chainTile}
