@@ -134,3 +134,29 @@ t.test('admin GET / serves the page with a CSP that only runs its own script', a
   t.notMatch(body, '<td class="mono">down.test', 'filtered by ?q=')
   t.equal((await app.request('/status')).headers.get('content-type'), 'application/json')
 })
+
+t.test('chain (parent and child) and ACME states', async (t) => {
+  const parent = renderStatusPage(input({
+    chain: {
+      mode: 'parent',
+      api: 'http://10.0.0.9:8443',
+      children: [
+        { name: 'host-a', url: 'http://10.0.0.2:80', domains: ['a1.test', 'a2.test'], lease_expires_at: '2026-12-03T12:01:00Z', session: { health: 'up', connected: true, sessions: 1, streams: 4, resets: 0, last_ping_rtt_ms: 2 } },
+        { name: 'host-b', url: 'http://10.0.0.3:80', domains: ['b.test'], lease_expires_at: '2026-12-03T12:01:00Z', session: { health: 'down', connected: false, sessions: 0, streams: 0, resets: 3, down_since: '2026-12-03T11:58:00Z', last_failure: 'ping timeout' } }
+      ]
+    },
+    acme: { enabled: true, ready: false, failures: 3, lastError: 'cannot reach the ACME directory https://acme.test/dir: connection refused', lastErrorAt: '2026-12-03T11:59:00Z', retryAt: '2026-12-03T12:05:00Z' }
+  }))
+  t.match(parent, 'Chain: parent <span class="muted">(2 children)</span>')
+  t.match(parent, /host-a[^]*?<span class="badge ok">connected<\/span>[^]*?1 sessions, 4 streams, 0 resets, rtt 2 ms/)
+  t.match(parent, /host-b[^]*?<span class="badge bad">down<\/span> since [^]*?\(2 min ago\)[^]*?ping timeout/)
+  t.match(parent, /<b>1\/2<\/b><span>chain children up<\/span>/, 'the summary counts the children up')
+  t.match(parent, /<span class="badge bad">not available<\/span> after 3 failed attempts — <span class="bad">cannot reach the ACME directory https:\/\/acme\.test\/dir: connection refused<\/span>/)
+  t.match(parent, /next attempt [^]*?\(in 5 min\)/)
+
+  const child = renderStatusPage(input({ chain: { mode: 'child', name: 'host-a', parent_url: 'http://10.0.0.9:8443', registered: false, failures: 2, last_error: 'parent answered 401', refused_domains: [], h2_sessions: 0, next_attempt_at: '2026-12-03T12:00:30Z' } }))
+  t.match(child, 'Chain: child <span class="muted">host-a</span>')
+  t.match(child, /<span class="badge bad">no<\/span>/)
+  t.match(child, 'parent answered 401')
+  t.match(child, /<b>not registered<\/b>/)
+})
