@@ -204,7 +204,11 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
-    upstream_errors: { total: upstreamErrors.total(), by_domain: upstreamErrors.byDomain(50), recent: upstreamErrors.recent(20) },
+    upstream_errors: {
+      total: upstreamErrors.total(),
+      by_domain: upstreamErrors.byDomain(50).map((d) => ({ ...d, last: { ...d.last, at: new Date(d.last.at).toISOString() } })),
+      recent: upstreamErrors.recent(20).map((e) => ({ ...e, at: new Date(e.at).toISOString() }))
+    },
     workers: workers()
   })
   const page = (): StatusPageInput => ({

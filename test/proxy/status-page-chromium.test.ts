@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { issueTestCert } from '../helpers/pebble.ts'
 import { startProxyProcess, routesDoc, tempDir, ROOT } from '../helpers/proxy-process.ts'
 import { startBackend, deadPort } from '../helpers/backend.ts'
+import { request } from 'undici'
 
 const CHROMIUM = 'chromium'
 const ARTIFACTS = join(ROOT, 'test/artifacts')
@@ -68,7 +69,6 @@ t.test('status page in headless Chromium', async (t) => {
   })
   const base = `http://127.0.0.1:${proxy.ports.http}/`
   const get = async (host: string): Promise<number> => {
-    const { request } = await import('undici')
     const res = await request(base, { headers: { host } })
     await res.body.text()
     return res.statusCode
@@ -85,8 +85,9 @@ t.test('status page in headless Chromium', async (t) => {
   t.equal((await proxy.reload()).msg, 'routes loaded')
 
   const admin = `http://127.0.0.1:${proxy.ports.admin}/`
-  const status = await (await fetch(`${admin}status`)).json() as { reload: { lastSuccessAt: string }, reload_last_failure: { errors: Array<{ path: string, message: string }> }, upstream_errors: { total: number } }
+  const status = await (await fetch(`${admin}status`)).json() as { reload: { lastSuccessAt: string }, reload_last_failure: { errors: Array<{ path: string, message: string }> }, upstream_errors: { total: number, recent: Array<Record<string, unknown>> } }
   t.equal(status.upstream_errors.total, 1, '/status counts the upstream error')
+  t.match(status.upstream_errors.recent[0], { domain: 'down.test', reason: 'refused', status: 502, at: /^\d{4}-\d\d-\d\dT/ }, '/status lists it, with an ISO time')
   const failure = status.reload_last_failure.errors[0]!
   const successShown = status.reload.lastSuccessAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
 
