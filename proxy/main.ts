@@ -209,7 +209,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       by_domain: upstreamErrors.byDomain(50).map((d) => ({ ...d, last: { ...d.last, at: new Date(d.last.at).toISOString() } })),
       recent: upstreamErrors.recent(20).map((e) => ({ ...e, at: new Date(e.at).toISOString() }))
     },
-    workers: workers()
+    workers: workers().map((w) => ({ pid: w.pid, role: w.role, uptime_s: w.uptimeS, rss_bytes: w.rssBytes, in_flight: w.inFlight, connections: w.connections }))
   })
   const page = (): StatusPageInput => ({
     now: Date.now(),
