@@ -19,10 +19,10 @@ import { checkConfig, embeddedDefaultToml, type ProxyConfig } from './config.ts'
 import type { ListenAddress } from './config-schema.ts'
 import { createErrorPages } from './error-pages.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
-import { jsonPathLines } from './json-positions.ts'
+import { jsonPathLines, jsonSyntaxPosition } from './json-positions.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { parseRouteFileText, type RouteProblem } from './route-table.ts'
-import { lineOfKey, tomlKeyLines } from './toml-positions.ts'
+import { lineOfKey, tomlKeyAtLine, tomlKeyLines } from './toml-positions.ts'
 
 /** One finding. `line` is 1-based; `key` is a dotted TOML key or a JSON path ("" for the whole file). */
 export interface CheckProblem {
@@ -175,8 +175,14 @@ export async function checkProxyConfig (config: ProxyConfig, sources: ConfigSour
   return report(problems, summary)
 }
 
+/** Problems grouped by file (in order of first mention), by line within a file. */
 function report (problems: CheckProblem[], summary: CheckSummary | undefined): CheckReport {
-  return { ok: !problems.some((p) => p.severity === 'error'), problems, summary }
+  const files = [...new Set(problems.map((p) => p.file))]
+  const sorted = problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => files.indexOf(a.p.file) - files.indexOf(b.p.file) || (a.p.line ?? Infinity) - (b.p.line ?? Infinity) || a.i - b.i)
+    .map(({ p }) => p)
+  return { ok: !problems.some((p) => p.severity === 'error'), problems: sorted, summary }
 }
 
 function located (sources: ConfigSources, p: Problem, severity: CheckProblem['severity']): CheckProblem {
@@ -194,10 +200,13 @@ function tomlSyntaxProblem (file: string, text: string, err: unknown): CheckProb
   const first = String(e.message ?? err).split('\n')[0].replace(/^Invalid TOML document: /, '')
   const line = typeof e.line === 'number' ? e.line : undefined
   const column = typeof e.column === 'number' ? `, column ${e.column}` : ''
-  // The key written on that line, when the line is a `key = value` one.
+  // The key (or table) written on that line, as a dotted path.
+  const key = line === undefined ? '' : tomlKeyAtLine(text, line)
+  // smol-toml says "control characters" when a string runs into the end of its line.
   const row = line === undefined ? undefined : text.split(/\r?\n/)[line - 1]
-  const key = row === undefined ? '' : (/^\s*([A-Za-z0-9_.-]+)\s*=/.exec(row)?.[1] ?? '')
-  return { file, ...(line === undefined ? {} : { line }), key, message: `invalid TOML${line === undefined ? '' : ` at line ${line}${column}`}: ${first}`, severity: 'error' }
+  const unfinished = first.startsWith('control characters') && row !== undefined && typeof e.column === 'number' && e.column > row.length
+  const what = unfinished ? 'unfinished string (the closing quote is missing on this line)' : first
+  return { file, ...(line === undefined ? {} : { line }), key, message: `invalid TOML${line === undefined ? '' : ` at line ${line}${column}`}: ${what}`, severity: 'error' }
 }
 
 interface NamedListener {
@@ -310,13 +319,11 @@ async function checkRouteFile (config: ProxyConfig, skip: ReadonlySet<string>, a
       if (!profiles.has(name)) fileProblems.push({ p: { path, message: `unknown rate profile "${name}": the route would use "default" (the [[rate_profile]] names are: ${[...profiles].join(', ')})` }, severity: 'warning' })
     }
   }
-  const syntaxLine = (message: string): number | undefined => {
-    const m = /\(line (\d+) column \d+\)/.exec(message)
-    return m === null ? undefined : Number(m[1])
-  }
-  const lines = result.ok || result.errors[0]?.path !== '$' ? jsonPathLines(text, fileProblems.map(({ p }) => p.path)) : new Map<string, number>()
+  const syntax = !result.ok && result.errors[0]?.path === '$' && result.errors[0].message.startsWith('is not valid JSON')
+  const lines = syntax ? new Map<string, number>() : jsonPathLines(text, fileProblems.map(({ p }) => p.path))
   const problems = fileProblems.map(({ p, severity }): CheckProblem => {
-    const line = lines.get(p.path) ?? (p.path === '$' ? syntaxLine(p.message) : undefined)
+    if (syntax && p.path === '$' && severity === 'error') return { file, ...jsonSyntaxProblem(text, p.message), key: '$', severity }
+    const line = lines.get(p.path)
     return { file, ...(line === undefined ? {} : { line }), key: p.path, message: p.message, severity }
   })
   if (!result.ok && result.errorCount > result.errors.length) {
@@ -325,6 +332,20 @@ async function checkRouteFile (config: ProxyConfig, skip: ReadonlySet<string>, a
   return result.ok
     ? { problems, routes: result.table.routes.length, format: result.table.format }
     : { problems, routes: 0, format: 'none' }
+}
+
+/**
+ * A JSON syntax error on one line, with its position: JSON.parse's own words
+ * without the text excerpt it quotes (which may span lines).
+ */
+function jsonSyntaxProblem (text: string, message: string): { line?: number, message: string } {
+  const core = message.replace(/^is not valid JSON: /, '')
+    .replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')
+    .replace(/ in JSON at position \d+( \(line \d+ column \d+\))?$/, '')
+  const at = jsonSyntaxPosition(text)
+  return at === undefined
+    ? { message: `is not valid JSON: ${core}` }
+    : { line: at.line, message: `is not valid JSON at line ${at.line}, column ${at.column}: ${core}` }
 }
 
 /** Problems of extra_certs_file, located by line in that file; unreadable as a whole: on tls.extra_certs_file. */

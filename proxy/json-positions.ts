@@ -101,3 +101,69 @@ export function jsonPathLines (text: string, paths: Iterable<string>): Map<strin
   }
   return out
 }
+
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y
+const LITERAL = /true|false|null/y
+
+/**
+ * Where `text` stops being JSON (RFC 8259): the line and column (1-based) of the
+ * first character a JSON parser cannot accept, or of the end when the text is
+ * cut short; undefined when it is valid. One linear pass, no recursion. JSON.parse
+ * gives a position for some errors only ("Unexpected token" has none).
+ */
+export function jsonSyntaxPosition (text: string): { line: number, column: number } | undefined {
+  // 'v' a value is expected, 'k' a member key, 'K' a key or '}', 'V' a value or ']',
+  // ':' a colon, ',' a comma or the container's end, 'e' nothing more (end of text).
+  type Want = 'v' | 'k' | 'K' | 'V' | ':' | ',' | 'e'
+  let want: Want = 'v'
+  const stack: Array<'{' | '['> = []
+  let i = 0
+  const match = (re: RegExp): boolean => {
+    re.lastIndex = i
+    if (!re.test(text)) return false
+    i = re.lastIndex
+    return true
+  }
+  const afterValue = (): Want => stack.length === 0 ? 'e' : ','
+  while (true) {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++
+    if (i >= text.length) return want === 'e' ? undefined : positionOf(text, i)
+    const c = text[i]
+    if (want === 'e') return positionOf(text, i)
+    if (want === ':') {
+      if (c !== ':') return positionOf(text, i)
+      i++
+      want = 'v'
+      continue
+    }
+    if (want === ',') {
+      const top = stack[stack.length - 1]
+      if (c === ',') { i++; want = top === '{' ? 'k' : 'v'; continue }
+      if ((c === '}' && top === '{') || (c === ']' && top === '[')) { i++; stack.pop(); want = afterValue(); continue }
+      return positionOf(text, i)
+    }
+    if (want === 'k' || want === 'K') {
+      if (c === '}' && want === 'K') { i++; stack.pop(); want = afterValue(); continue }
+      if (c !== '"' || !match(STRING)) return positionOf(text, i)
+      want = ':'
+      continue
+    }
+    // a value ('v'), or for 'V' a value or the end of an empty array
+    if (c === ']' && want === 'V') { i++; stack.pop(); want = afterValue(); continue }
+    if (c === '{') { i++; stack.push('{'); want = 'K'; continue }
+    if (c === '[') { i++; stack.push('['); want = 'V'; continue }
+    if (c === '"' ? match(STRING) : (match(NUMBER) || match(LITERAL))) { want = afterValue(); continue }
+    return positionOf(text, i)
+  }
+}
+
+function positionOf (text: string, offset: number): { line: number, column: number } {
+  let line = 1
+  let start = 0
+  for (let at = text.indexOf('\n'); at !== -1 && at < offset; at = text.indexOf('\n', at + 1)) {
+    line++
+    start = at + 1
+  }
+  return { line, column: offset - start + 1 }
+}

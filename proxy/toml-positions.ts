@@ -9,8 +9,19 @@
 /** The 1-based line of each key path and table header found in `text` (first occurrence). */
 export function tomlKeyLines (text: string): Map<string, number> {
   const lines = new Map<string, number>()
+  scan(text, (path, line) => { if (!lines.has(path)) lines.set(path, line) })
+  return lines
+}
+
+/** The key or table written on `line` (a repeated one too), as a dotted path; "" when none. */
+export function tomlKeyAtLine (text: string, line: number): string {
+  let key = ''
+  scan(text, (path, at) => { if (at === line && path.length > key.length) key = path })
+  return key
+}
+
+function scan (text: string, note: (path: string, line: number) => void): void {
   const arrayCounts = new Map<string, number>()
-  const note = (path: string, line: number): void => { if (!lines.has(path)) lines.set(path, line) }
   let prefix = ''
   // Inside a multi-line string ("""…""" or '''…'''), lines are text, not keys.
   let openQuote: string | undefined
@@ -44,7 +55,6 @@ export function tomlKeyLines (text: string): Map<string, number> {
       if (countOf(pair[2], quote) % 2 === 1) openQuote = quote
     }
   }
-  return lines
 }
 
 /**
