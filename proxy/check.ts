@@ -139,7 +139,7 @@ export async function checkProxyConfig (config: ProxyConfig, sources: ConfigSour
     else at('', warning, 'warning')
   }
   const listeners = listenerList(config, skip)
-  for (const conflict of listenerConflicts(listeners)) at(conflict.key, conflict.message)
+  for (const conflict of listenerConflicts(listeners, (key) => sources.locate(key).key)) at(conflict.key, conflict.message)
   for (const p of chainUrlProblems(config, skip)) at(p.key, p.message, p.severity)
   if (!skip.has('acme')) {
     const { acme } = config
@@ -246,13 +246,14 @@ function overlaps (a: ListenAddress, b: ListenAddress): boolean {
   return false
 }
 
-function listenerConflicts (listeners: readonly NamedListener[]): Array<{ key: string, message: string }> {
+/** `keyName` spells a key as its source writes it (a mapped config's own key names). */
+function listenerConflicts (listeners: readonly NamedListener[], keyName: (key: string) => string): Array<{ key: string, message: string }> {
   const out: Array<{ key: string, message: string }> = []
   for (const [i, b] of listeners.entries()) {
     const a = listeners.slice(0, i).find((x) => overlaps(x.address, b.address))
     if (a === undefined) continue
-    const what = b.name === 'chain_api' ? `the chain API address of chain.parent_url (${formatAddress(b.address)})` : `"${formatAddress(b.address)}"`
-    out.push({ key: b.key, message: `${what} takes the port of ${a.key} = "${formatAddress(a.address)}": two listeners cannot share port ${b.address.port}; give each its own port` })
+    const what = b.name === 'chain_api' ? `the chain API address of ${keyName(b.key)} (${formatAddress(b.address)})` : `"${formatAddress(b.address)}"`
+    out.push({ key: b.key, message: `${what} takes the port of ${keyName(a.key)} = "${formatAddress(a.address)}": two listeners cannot share port ${b.address.port}; give each its own port` })
   }
   return out
 }

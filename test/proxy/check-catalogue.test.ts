@@ -4,7 +4,8 @@
 import t from 'tap'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkConfigFile, type CheckProblem } from '../../proxy/check.ts'
+import { checkConfigFile, checkProxyConfig, type CheckProblem } from '../../proxy/check.ts'
+import { parseConfigText } from '../../proxy/config.ts'
 import { issueTestCert, type TestCert } from '../helpers/pebble.ts'
 import { tempDir } from '../helpers/proxy-process.ts'
 
@@ -175,4 +176,17 @@ t.test('check: a catalogue of broken configurations, each message in full', asyn
       t.notMatch(p.key, /undefined/, `${c.name}: key`)
     }
   }
+})
+
+t.test('checkProxyConfig takes a config mapped from another file, located by that file\'s own keys', async (t) => {
+  // What --mulch-config will do: map mulchd.toml to a ProxyConfig, and say where each key came from.
+  const dir = tempDir(t, 'vmfront-check-')
+  const config = parseConfigText(BASE.replace('"127.0.0.1:18443"', '"127.0.0.1:18080"').replace('routes.json', join(dir, 'none.json')), join(dir, 'mapped.toml'))
+  const keys: Record<string, string> = { 'listen.http': 'proxy_listen_http', 'listen.https': 'proxy_listen_https', routes_file: 'data_path' }
+  const report = await checkProxyConfig(config, { locate: (key) => ({ file: '/etc/mulch/mulchd.toml', line: 7, key: keys[key] ?? key }) })
+  t.equal(report.ok, false)
+  t.same(report.problems.map((p) => ({ ...p, message: p.message.replaceAll(dir, '<dir>') })), [
+    { file: '/etc/mulch/mulchd.toml', line: 7, key: 'proxy_listen_https', message: '"127.0.0.1:18080" takes the port of proxy_listen_http = "127.0.0.1:18080": two listeners cannot share port 18080; give each its own port', severity: E },
+    { file: '/etc/mulch/mulchd.toml', line: 7, key: 'data_path', message: '<dir>/none.json does not exist: the proxy would start with no routes, and load the file on SIGHUP once it is written', severity: W }
+  ])
 })
