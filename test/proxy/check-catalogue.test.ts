@@ -12,6 +12,9 @@ import { tempDir } from '../helpers/proxy-process.ts'
 const ca = issueTestCert({ isCa: true, commonName: 'Check CA' })
 const site = issueTestCert({ issuer: ca, dnsNames: ['site.test', 'www.site.test'] })
 const other = issueTestCert({ issuer: ca, dnsNames: ['other.test'] })
+// X.509 times have whole seconds: a date the certificate keeps exactly.
+const soonDate = new Date(Math.floor(Date.now() / 1000) * 1000 + 5 * 86_400_000 + 3_600_000)
+const soon = issueTestCert({ issuer: ca, dnsNames: ['soon.test'], notAfter: soonDate })
 const expired = issueTestCert({ issuer: ca, dnsNames: ['old.test'], notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-02-01T00:00:00Z') })
 
 const BASE = `data_dir = "data"
@@ -127,6 +130,14 @@ const CASES: Case[] = [
     ] },
   { name: 'certificate does not cover its domains', toml: BASE + '[tls]\nextra_certs_file = "extra.toml"\n', files: { 'extra.toml': '# user certificates\n\n' + extra([{ domains: ['site.test'], name: 'site' }, { domains: ['other.test', 'more.test'], name: 'other' }]), ...certFiles(site, 'site'), ...certFiles(other, 'other') }, expected: [
       { file: '<dir>/extra.toml', line: 9, key: 'certificate[1].domains', message: '<dir>/other.crt does not cover more.test (its names: other.test)', severity: E }
+    ] },
+  { name: 'every entry of extra_certs_file checked, an expiring certificate warned about', toml: BASE + '[tls]\nextra_certs_file = "extra.toml"\n', files: { 'extra.toml': extra([{ domains: ['soon.test'], name: 'soon' }, { domains: ['old.test', 'Bad_Name!'], name: 'old' }, { domains: ['site.test', 'soon.test'], name: 'site' }]) + 'color = "blue"\n', ...certFiles(soon, 'soon'), ...certFiles(expired, 'old'), ...certFiles(site, 'site') }, expected: [
+      { file: '<dir>/extra.toml', line: 3, key: 'certificate[0].certfile', message: `<dir>/soon.crt expires on ${soonDate.toISOString()}, in 5 days`, severity: W },
+      { file: '<dir>/extra.toml', line: 7, key: 'certificate[1].domains', message: 'invalid domain "Bad_Name!"', severity: E },
+      { file: '<dir>/extra.toml', line: 8, key: 'certificate[1].certfile', message: '<dir>/old.crt expired on 2020-02-01T00:00:00.000Z', severity: E },
+      { file: '<dir>/extra.toml', line: 12, key: 'certificate[2].domains', message: '<dir>/site.crt does not cover soon.test (its names: site.test, www.site.test)', severity: E },
+      { file: '<dir>/extra.toml', line: 12, key: 'certificate[2].domains', message: 'domain soon.test is listed twice', severity: E },
+      { file: '<dir>/extra.toml', line: 15, key: 'certificate[2].color', message: 'unknown key "color"', severity: E }
     ] },
   { name: 'missing extra_certs_file', toml: BASE + '[tls]\nextra_certs_file = "extra.toml"\n', expected: [
       { file: '<dir>/c.toml', line: 10, key: 'tls.extra_certs_file', message: 'cannot read <dir>/extra.toml: no such file or directory', severity: E }
