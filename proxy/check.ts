@@ -154,7 +154,7 @@ export async function checkProxyConfig (config: ProxyConfig, sources: ConfigSour
       createErrorPages(config.errorPages.template)
     } catch (err) {
       if (!(err instanceof ProxyError)) throw err
-      at('error_pages.template', `cannot read ${config.errorPages.template}: ${describeError(err.cause)}`)
+      at('error_pages.template', `cannot read ${config.errorPages.template}: ${describeError(err.cause ?? err)}`)
     }
   }
   let routes = 0

@@ -33,14 +33,15 @@ t.test('check --help prints its usage on stdout and exits 0', async (t) => {
 
 t.test('a valid config whose ports are in use: valid, nothing bound, nothing written', async (t) => {
   const dir = tempDir(t, 'vmfront-check-cli-')
-  const [httpPort, adminPort] = [await listen(t), await listen(t)]
+  const [httpPort, httpsPort, adminPort] = [await listen(t), await listen(t), await listen(t)]
   writeFileSync(join(dir, 'routes.json'), JSON.stringify({ version: 1, routes: [{ domain: 'a.test', target: 'http://127.0.0.1:8081' }, { domain: 'b.test', redirect_to: 'a.test' }] }))
   const config = join(dir, 'proxy.toml')
-  writeFileSync(config, `data_dir = "data"\nroutes_file = "routes.json"\npid_file = "run/proxy.pid"\n[listen]\nhttp = "127.0.0.1:${httpPort}"\nhttps = ""\nadmin = "127.0.0.1:${adminPort}"\n`)
+  // ACME on, with a directory nobody answers: check neither contacts it nor creates an account.
+  writeFileSync(config, `data_dir = "data"\nroutes_file = "routes.json"\npid_file = "run/proxy.pid"\n[listen]\nhttp = "127.0.0.1:${httpPort}"\nhttps = "127.0.0.1:${httpsPort}"\nadmin = "127.0.0.1:${adminPort}"\n[acme]\nenabled = true\ndirectory_url = "https://127.0.0.1:1/directory"\n`)
   const before = readdirSync(dir).sort()
   const r = run(['check', '--config', config])
   t.equal(r.status, 0, r.stderr)
-  t.equal(r.stdout, `vmfront check: ${config} is valid: 2 routes (v1 format), 0 extra certificates, listeners: http 127.0.0.1:${httpPort}, admin 127.0.0.1:${adminPort}\n`)
+  t.equal(r.stdout, `vmfront check: ${config} is valid: 2 routes (v1 format), 0 extra certificates, listeners: http 127.0.0.1:${httpPort}, https 127.0.0.1:${httpsPort}, admin 127.0.0.1:${adminPort}\n`)
   t.equal(r.stderr, '')
   t.same(readdirSync(dir).sort(), before, 'no file or folder created')
   t.notOk(existsSync(join(dir, 'data')), 'no data_dir')
@@ -48,7 +49,7 @@ t.test('a valid config whose ports are in use: valid, nothing bound, nothing wri
 
   const json = run(['check', '--config', config, '--json'])
   t.equal(json.status, 0)
-  t.same(JSON.parse(json.stdout), { ok: true, problems: [], summary: { routes: 2, routeFormat: 'v1', certificates: 0, listeners: { http: `127.0.0.1:${httpPort}`, admin: `127.0.0.1:${adminPort}` } } })
+  t.same(JSON.parse(json.stdout), { ok: true, problems: [], summary: { routes: 2, routeFormat: 'v1', certificates: 0, listeners: { http: `127.0.0.1:${httpPort}`, https: `127.0.0.1:${httpsPort}`, admin: `127.0.0.1:${adminPort}` } } })
 })
 
 t.test('an invalid config: every problem on stdout with file, line and key; verdict on stderr; exit 2', async (t) => {
