@@ -5,7 +5,7 @@
  * Shown by `vmfront --version` and exported as `vmfront_build_info`.
  */
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export interface BuildInfo {
@@ -26,17 +26,34 @@ function readVersion (): string {
   }
 }
 
+/** The git directory: `.git` itself, or where a worktree's `.git` file points. */
+function gitDir (): { dir: string, common: string } {
+  const dotGit = join(ROOT, '.git')
+  const pointer = /^gitdir: (.+)$/m.exec(readFileSync(dotGit, 'utf8'))?.[1]
+  if (pointer === undefined) throw new Error('not a git checkout')
+  const dir = resolve(ROOT, pointer.trim())
+  let common = dir
+  try { common = resolve(dir, readFileSync(join(dir, 'commondir'), 'utf8').trim()) } catch { /* not a worktree */ }
+  return { dir, common }
+}
+
 /** Resolves HEAD to a hash: a detached HEAD, a loose ref, or a packed ref. */
 function readCommit (): string {
   try {
-    const head = readFileSync(join(ROOT, '.git/HEAD'), 'utf8').trim()
+    let git: { dir: string, common: string }
+    try {
+      git = gitDir()
+    } catch {
+      git = { dir: join(ROOT, '.git'), common: join(ROOT, '.git') }
+    }
+    const head = readFileSync(join(git.dir, 'HEAD'), 'utf8').trim()
     if (/^[0-9a-f]{40}$/.test(head)) return head
     const ref = /^ref: (refs\/\S+)$/.exec(head)?.[1]
     if (ref === undefined) return ''
     try {
-      return readFileSync(join(ROOT, '.git', ref), 'utf8').trim()
+      return readFileSync(join(git.common, ref), 'utf8').trim()
     } catch {
-      const packed = readFileSync(join(ROOT, '.git/packed-refs'), 'utf8')
+      const packed = readFileSync(join(git.common, 'packed-refs'), 'utf8')
       for (const line of packed.split('\n')) {
         const [hash, name] = line.split(' ')
         if (name === ref && /^[0-9a-f]{40}$/.test(hash)) return hash
