@@ -5,7 +5,7 @@
  */
 import type { NormalStats } from './normal-client.ts'
 import type { AttackOutcome, Sample } from './types.ts'
-import { RSS_REMARK_KIB, type Verdict } from './verdict.ts'
+import { describeUpstream, RSS_REMARK_KIB, type Verdict } from './verdict.ts'
 
 export interface Row {
   name: string
@@ -71,7 +71,7 @@ export function markdown (rows: Row[], info: RunInfo): string {
     const stats = Object.entries(r.outcome?.stats ?? {})
     if (stats.length > 0) out.push(`- figures: ${stats.map(([k, v]) => `${k} ${v}`).join(', ')}`)
     if (r.before !== undefined && r.after !== undefined) {
-      out.push(`- proxy before: ${r.before.fds} fds, ${r.before.upstream} connections to the VM; after ${Math.round((r.settleMs ?? 0) / 1000)} s of settling: ${r.after.fds} fds, ${r.after.upstream} connections to the VM (${r.after.upstreamWithUnread >= 0 ? `${r.after.upstreamWithUnread} with unread data` : 'ss missing: counted by the VM'})`)
+      out.push(`- proxy before: ${r.before.fds} fds, ${r.before.upstream} connections to the VM; after ${Math.round((r.settleMs ?? 0) / 1000)} s of settling: ${r.after.fds} fds, ${r.after.upstream} connections to the VM (${describeUpstream(r.after)})`)
       const grown = r.after.rssKiB - r.before.rssKiB
       if (grown > RSS_REMARK_KIB) out.push(`- RSS grew by ${mib(grown)} MiB and stayed there, while the heap after a full GC went ${mib(held(r.before))} → ${mib(held(r.after))} MiB: the allocator keeps the attack's peak`)
     }

@@ -3,7 +3,8 @@
  * The system under attack, fresh for every attack: a real `vmfront proxy` process
  * (test/helpers/proxy-process.ts) with HTTP, HTTPS (self-signed fallback, ACME off)
  * and admin listeners on 127.0.0.1, in front of one VM process (vm-process.ts).
- * Also how the proxy is measured: RSS, fds, its connections to the VM (`ss`) and,
+ * Also how the proxy is measured: RSS, fds, its connections to the VM (`ss`, any
+ * state but TIME-WAIT) and,
  * after a forced GC, its heap.
  */
 import { execFile } from 'node:child_process'
@@ -89,25 +90,31 @@ function readRssKiB (pid: number): number {
 
 let ssMissing = false
 
-/** Established connections to `port` on 127.0.0.1 and how many have unread bytes, from `ss`; undefined without ss. */
-async function connectionsTo (port: number): Promise<{ count: number, unread: number } | undefined> {
+/**
+ * TCP connections to `port` on this host in any state but TIME-WAIT (established,
+ * half-closed, closing), by state, and how many hold unread bytes; from `ss`, or
+ * undefined without it.
+ */
+async function connectionsTo (port: number): Promise<{ count: number, unread: number, states: Record<string, number> } | undefined> {
   if (ssMissing) return undefined
   let stdout: string
   try {
-    ({ stdout } = await run('ss', ['-tnH', 'state', 'established', `( dport = :${port} )`]))
+    ({ stdout } = await run('ss', ['-tnH', 'state', 'connected', 'exclude', 'time-wait', `( dport = :${port} )`]))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') { ssMissing = true; return undefined }
     throw err
   }
   let count = 0
   let unread = 0
+  const states: Record<string, number> = {}
   for (const line of stdout.split('\n')) {
-    const fields = line.trim().split(/\s+/)
-    if (fields.length < 4) continue
+    const [state, recvQ] = line.trim().split(/\s+/)
+    if (recvQ === undefined) continue
     count++
-    if (Number(fields[0]) > 0) unread++
+    states[state] = (states[state] ?? 0) + 1
+    if (Number(recvQ) > 0) unread++
   }
-  return { count, unread }
+  return { count, unread, states }
 }
 
 async function startVm (t: Teardown): Promise<Stand['vm']> {
@@ -169,8 +176,8 @@ export async function startStand (t: Teardown): Promise<Stand & { stop (): Promi
 
   const sample = async (options: { gc?: boolean } = {}): Promise<Sample> => {
     const heap = options.gc === true ? await inspector.heapAfterGc() : {}
-    const conns = await connectionsTo(vm.port) ?? { count: (await vm.stats()).connections, unread: -1 }
-    return { rssKiB: readRssKiB(pid), fds: readdirSync(`/proc/${pid}/fd`).length, upstream: conns.count, upstreamWithUnread: conns.unread, ...heap }
+    const conns = await connectionsTo(vm.port) ?? { count: (await vm.stats()).connections, unread: -1, states: {} }
+    return { rssKiB: readRssKiB(pid), fds: readdirSync(`/proc/${pid}/fd`).length, upstream: conns.count, upstreamWithUnread: conns.unread, upstreamStates: conns.states, ...heap }
   }
 
   const warm = await httpGet(`http://127.0.0.1:${ports.http}/`, HOST)

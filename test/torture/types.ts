@@ -17,10 +17,15 @@ export interface Sample {
   rssKiB: number
   /** Open file descriptors (/proc/PID/fd). */
   fds: number
-  /** ESTABLISHED TCP connections to the VM's port (the proxy is the VM's only client). */
+  /**
+   * TCP connections to the VM's port in any state but TIME-WAIT (the proxy is the
+   * VM's only client): established ones, and half-closed ones the proxy still holds.
+   */
   upstream: number
-  /** Those of them with unread bytes in their receive queue (paused by the proxy). */
+  /** Those of them with unread bytes in their receive queue (paused by the proxy); -1 without ss. */
   upstreamWithUnread: number
+  /** The same connections by TCP state (ESTAB, FIN-WAIT-2...); empty without ss. */
+  upstreamStates: Record<string, number>
   /** V8 heap in use right after a full GC, KiB (only when sampled with `gc`). */
   heapUsedKiB?: number
   /** Buffers and other memory outside the V8 heap after that GC, KiB. */

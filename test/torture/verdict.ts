@@ -40,6 +40,13 @@ export interface Verdict {
   reasons: string[]
 }
 
+/** "ESTAB 250, FIN-WAIT-2 6; 250 with unread data". */
+export function describeUpstream (s: Sample): string {
+  if (s.upstreamWithUnread < 0) return 'counted by the VM: ss missing'
+  const states = Object.entries(s.upstreamStates).map(([k, v]) => `${k} ${v}`).join(', ')
+  return `${states === '' ? 'none' : states}; ${s.upstreamWithUnread} with unread data`
+}
+
 export function judge (m: Measured, thresholds: Thresholds): Verdict {
   const reasons: string[] = []
   const leakedFds = Math.max(0, m.after.fds - m.before.fds)
@@ -48,7 +55,7 @@ export function judge (m: Measured, thresholds: Thresholds): Verdict {
   else if (m.exit !== 0) reasons.push(`the proxy did not stop cleanly on SIGTERM after the attack: ${String(m.exit)}`)
   if (m.normal.failures > 0) reasons.push(`${m.normal.failures} of ${m.normal.requests} normal requests failed (${Object.entries(m.normal.reasons).map(([k, v]) => `${k}: ${v}`).join(', ')})`)
   if (m.normal.p99 > thresholds.maxP99Ms) reasons.push(`normal client p99 ${Math.round(m.normal.p99)} ms > ${thresholds.maxP99Ms} ms`)
-  if (leakedUpstream > 0) reasons.push(`${leakedUpstream} connections to the VM still open after the settle time (${m.after.upstreamWithUnread >= 0 ? `${m.after.upstreamWithUnread} with unread data` : 'ss missing'})`)
+  if (leakedUpstream > 0) reasons.push(`${leakedUpstream} connections to the VM still held after the settle time (${describeUpstream(m.after)})`)
   if (leakedFds > FD_TOLERANCE) reasons.push(`${leakedFds} more fds than before the attack`)
   const heapGrown = (m.after.heapUsedKiB ?? 0) + (m.after.externalKiB ?? 0) - (m.before.heapUsedKiB ?? 0) - (m.before.externalKiB ?? 0)
   if (heapGrown > HEAP_TOLERANCE_KIB) reasons.push(`heap + external memory after a full GC grew by ${Math.round(heapGrown / 1024)} MiB (more than ${HEAP_TOLERANCE_KIB / 1024} MiB)`)

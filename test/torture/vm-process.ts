@@ -6,7 +6,9 @@
  * - `GET /big[?mb=N]` streams N MiB (default 4) in 64 KiB chunks, honouring backpressure;
  * - `POST /upload` reads the body and answers its length;
  * - anything else answers `ok`;
- * - WebSocket upgrades get the echo of test/helpers/backend.ts.
+ * - WebSocket upgrades get the echo of test/helpers/backend.ts, which answers a close
+ *   frame but ignores a bare FIN, like an application that never closes its side:
+ *   the proxy must not rely on the VM to let go of a tunnel whose client is gone.
  * IPC: `{ type: 'stats' }` answers the counters, `{ type: 'reset' }` zeroes them.
  */
 import http from 'node:http'

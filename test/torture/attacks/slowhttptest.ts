@@ -2,8 +2,8 @@
  * @module test/torture/attacks/slowhttptest
  * slowhttptest (Debian package `slowhttptest`) against the http listener: slow read
  * with the parameters of issue 9, slowloris (slow headers) and slow body (R-U-Dead-Yet).
- * slowhttptest goes through the proxy as if it were an HTTP proxy (`-d`, and `-e` for
- * its probe), so requests carry `Host: torture.test` without any name resolution.
+ * slowhttptest goes through the proxy as if it were an HTTP proxy (`-d`;
+ * its probe goes the same way), so requests carry `Host: torture.test` without any name resolution.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { track } from '../ipc.ts'
@@ -19,7 +19,7 @@ function unavailable (): string | undefined {
 /** Runs slowhttptest (it stops itself after `-l` seconds; killed if it overstays by 30 s). */
 async function slowhttptest (ctx: AttackContext, args: string[], seconds: number): Promise<AttackOutcome> {
   const proxy = `127.0.0.1:${ctx.stand.ports.http}`
-  const full = [...args, '-l', String(seconds), '-d', proxy, '-e', proxy, '-p', '3']
+  const full = [...args, '-l', String(seconds), '-d', proxy, '-p', '3']
   ctx.say(`  slowhttptest ${full.join(' ')}`)
   const child = spawn('slowhttptest', full, { stdio: ['ignore', 'pipe', 'pipe'] })
   track(child)
