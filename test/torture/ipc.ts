@@ -47,14 +47,16 @@ export function forkScript (file: string, what: string): Forked {
     child.on('message', onMessage)
     child.once('exit', onExit)
   })
+  const ask = <T extends { type: string }>(msg: object, reply: string, timeoutMs?: number): Promise<T> => {
+    // Listen first: the answer may come back before send() returns.
+    const answer = next<T>(reply, timeoutMs)
+    child.send(msg)
+    return answer
+  }
   return {
     child,
     next,
-    ask (msg, reply, timeoutMs) {
-      const answer = next<never>(reply, timeoutMs)
-      child.send(msg)
-      return answer
-    },
+    ask,
     async kill () {
       if (child.exitCode !== null || child.signalCode !== null) return
       const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
