@@ -79,7 +79,9 @@ export function markdown (rows: Row[], info: RunInfo): string {
   }
   const failed = rows.filter((r) => r.status === 'FAIL' || r.status === 'ERROR').map((r) => r.name)
   out.push(failed.length === 0 ? 'All attacks passed.' : `Failed: ${failed.join(', ')}.`, '')
-  return out.join('\n')
+  // Findings quote fuzzed input: keep control bytes from turning the report into a binary file.
+  // eslint-disable-next-line no-control-regex
+  return out.join('\n').replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 export function json (rows: Row[], info: RunInfo): string {
