@@ -76,9 +76,19 @@ const SHOWN_CHARS = 80
  * length noted, so a 5 MB value is never echoed whole.
  */
 export function showValue (value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value)
+  const text = typeof value === 'string' ? value : jsonText(value)
   const quoted = typeof value === 'string' ? JSON.stringify(text.length > SHOWN_CHARS ? text.slice(0, SHOWN_CHARS) : text) : text.slice(0, SHOWN_CHARS)
   return text.length > SHOWN_CHARS ? `${quoted}…(${Buffer.byteLength(text)} bytes)` : quoted
+}
+
+/** JSON text of a parsed value; a value nested too deeply to print is named by its kind. */
+function jsonText (value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    // JSON.parse accepts nesting that JSON.stringify's recursion cannot print.
+    return Array.isArray(value) ? '[a deeply nested array]' : '{a deeply nested object}'
+  }
 }
 
 /** The JSON path of `key` under `at`: `$.routes` or `$["d.test"]`. */

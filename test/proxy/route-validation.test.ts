@@ -112,3 +112,21 @@ t.test('100,000 valid routes load', async (t) => {
   t.comment(`parsed ${(text.length / 1e6).toFixed(1)} MB, 100,000 routes, in ${ms.toFixed(0)} ms`)
   t.ok(ms < 15_000, 'in seconds, not minutes')
 })
+
+t.test('values nested deeper than JSON.stringify can print are reported, never thrown', async (t) => {
+  const deep = '['.repeat(20_000) + '1' + ']'.repeat(20_000)
+  const cases: Array<[string, string, string]> = [
+    ['v1 version', `{"version":${deep},"routes":[]}`, '$.version'],
+    ['v1 domain', `{"version":1,"routes":[{"domain":${deep},"target":"http://10.0.0.1:80"}]}`, '$.routes[0].domain'],
+    ['Mulch field', `{"a.test":{"Name":"a.test","DestinationHost":${deep},"DestinationPort":80}}`, '$["a.test"].DestinationHost']
+  ]
+  for (const [name, text, path] of cases) {
+    let result: ReturnType<typeof parseRouteFileText> | undefined
+    t.doesNotThrow(() => { result = parseRouteFileText(text) }, `${name}: no RangeError escapes`)
+    t.equal(result?.ok, false, `${name}: invalid`)
+    if (result === undefined || result.ok) continue
+    const problem = result.errors.find((e) => e.path === path)
+    t.ok(problem, `${name}: reported at ${path} (got ${result.errors.map((e) => e.path).join(', ')})`)
+    t.ok((problem?.message.length ?? 0) < 200, `${name}: a short message`)
+  }
+})
