@@ -221,7 +221,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, dump }))
+      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, dump, chainForget: () => chain?.forget }))
       const server = admin
       ports.admin = await new Promise<number>((resolve, reject) => {
         server.once('error', reject)

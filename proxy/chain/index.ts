@@ -48,6 +48,11 @@ export interface ChainRuntime {
    * (HTTP/2 prior knowledge) from the parent.
    */
   attachListener?: (server: http.Server | http2.Http2SecureServer) => void
+  /**
+   * Parent: removes a child now, by name or by URL (a Mulch child has no lease:
+   * this is how it goes). Returns the children removed (empty: none matched).
+   */
+  forget?: (nameOrUrl: string) => Array<{ name: string, url: string, domains: string[], protocol?: string }>
   /** For /status and the diagnostic dump. */
   status (): unknown
   /** SIGHUP: a child re-registers its (new) routes. */

@@ -20,7 +20,7 @@ import { parseChildName, parseChildUrl, parseRegisterRequest, toWireDomain } fro
 const FORMAT_VERSION = 1
 
 /** What is saved of a child: no lease times (a lease restarts on load). */
-export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt'>
+export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt' | 'protocol'>
 
 export interface RegistrationStore {
   /** Reads the saved children; a missing file is an empty list, a corrupt one is logged and ignored. */
@@ -52,7 +52,9 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         name: c.name,
         child_url: c.url,
         registered_at: new Date(c.registeredAt).toISOString(),
-        domains: c.domains.map(toWireDomain)
+        domains: c.domains.map(toWireDomain),
+        // A Mulch child has no lease to renew: it must survive restarts as it is.
+        ...(c.protocol === 'mulch' ? { protocol: 'mulch' } : {})
       }))
     }
     const tmp = `${file}.${process.pid}.tmp`
@@ -85,9 +87,12 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         if (doc.version !== FORMAT_VERSION || !Array.isArray(doc.children)) throw new Error(`not a version ${FORMAT_VERSION} registrations file`)
         return doc.children.map((c: Record<string, unknown>, i: number) => {
           // The register schema checks the saved fields like a live request.
-          const parsed = parseRegisterRequest({ name: parseChildName(c.name, `children[${i}].name`), child_url: parseChildUrl(c.child_url, `children[${i}].child_url`), domains: c.domains })
+          // A Mulch child is named by its ForwardTo origin (see mulch-api.ts).
+          const mulch = c.protocol === 'mulch'
+          const url = parseChildUrl(c.child_url, `children[${i}].child_url`)
+          const parsed = parseRegisterRequest({ name: mulch ? 'mulch' : parseChildName(c.name, `children[${i}].name`), child_url: url, domains: c.domains })
           const at = Date.parse(String(c.registered_at))
-          return { name: parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt: Number.isFinite(at) ? at : Date.now() }
+          return { name: mulch ? url : parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt: Number.isFinite(at) ? at : Date.now(), ...(mulch ? { protocol: 'mulch' as const } : {}) }
         })
       } catch (err) {
         logger.error('chain registrations file corrupt: starting with none', { file, err })
