@@ -201,6 +201,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     if (chain !== undefined) {
       deps.chainForward = chain.forward
       deps.fromChainParent = chain.fromParent
+      deps.chainParentRedirects = chain.parentRedirects
       deps.chainUpgrade = chain.upgrade
       reloader.rebuild()
     }

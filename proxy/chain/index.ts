@@ -41,6 +41,8 @@ export interface ChainRuntime {
    * session the parent proved itself on, or an upgrade with a live one-time ticket.
    */
   fromParent?: (req: ClientRequest) => boolean
+  /** Child: whether the parent applies redirect_to_https (a mulch-proxy parent does not). */
+  parentRedirects?: () => boolean
   /**
    * Child: called with each listener's server before it listens. The chain answers
    * its reserved paths there (the parent's session proof), tracks the HTTP/2
