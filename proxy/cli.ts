@@ -22,6 +22,7 @@ Commands:
   daemon [--config FILE]       run the slim VM-manager core
   vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
                                lock NAME, unlock NAME, delete NAME [--force], import-routes FILE
+  chain forget NAME_OR_URL     remove a child from a running chain parent (via its admin listener)
   version                      print the version, the commit when known, and the Node version
   help                         this text
 
@@ -49,7 +50,7 @@ first 20 and a count of the rest, unless --all); the verdict goes to stderr.
 Exit status: 0 valid, 2 invalid or unreadable.
 `
 
-const COMMANDS = ['proxy', 'routes', 'daemon', 'vm', 'version', 'help'] as const
+const COMMANDS = ['proxy', 'routes', 'daemon', 'vm', 'chain', 'version', 'help'] as const
 
 function unknownWord (what: string, word: string, known: readonly string[]): string {
   const near = nearestWord(word, known)
@@ -163,6 +164,8 @@ export async function main (argv: string[]): Promise<number> {
     case 'daemon':
     case 'vm':
       return await runDaemonCommand(command, args)
+    case 'chain':
+      return await (await import('./chain/forget-cli.ts')).runChainCommand(args)
     case 'help':
     case '--help':
     case '-h':

@@ -4,7 +4,8 @@
 // persistence across a restart, and `POST /chain/forget` on the admin listener.
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { routesDoc } from '../helpers/proxy-process.ts'
+import { spawnSync } from 'node:child_process'
+import { CLI, NODE, routesDoc } from '../helpers/proxy-process.ts'
 import { startBackend } from '../helpers/backend.ts'
 import { PSK, api, chainStatus, respawn, startChild, startParent, until } from './chain-helpers.ts'
 import { startMulchChild } from './mulch-standin.ts'
@@ -99,13 +100,19 @@ t.test('vmfront parent ↔ mulch-proxy child', async (t) => {
         const r = await request(`http://127.0.0.1:${again.ports.admin}/chain/forget`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ child }) })
         return { status: r.statusCode, body: await r.body.json() as any }
       }
-      const done = await forget(`${mulch.url}/`)
-      t.equal(done.status, 200)
-      t.same(done.body.forgotten.map((c: { url: string }) => c.url), [mulch.url])
+      // `vmfront chain forget` is the operator's way to that call.
+      const cli = spawnSync(NODE, [CLI, 'chain', 'forget', '--admin', `http://127.0.0.1:${again.ports.admin}`, `${mulch.url}/`], { encoding: 'utf8', timeout: 20_000 })
+      t.equal(cli.status, 0, cli.stderr)
+      t.equal(cli.stdout, `forgot ${mulch.url} (${mulch.url}): 2 domains m1.example.com, m2.example.com\n`)
       t.equal((await until('unrouted', async () => { const r = await get(again.ports.http, 'm1.example.com'); return r.status === 404 ? r : undefined })).status, 404)
       const unknown = await forget('nobody')
       t.equal(unknown.status, 404)
       t.match(unknown.body.error, /no chain child named or at "nobody"/)
+      const again404 = await forget(mulch.url)
+      t.equal(again404.status, 404, 'already gone')
+      const cliMissing = spawnSync(NODE, [CLI, 'chain', 'forget', '--admin', `http://127.0.0.1:${again.ports.admin}`, 'nobody'], { encoding: 'utf8', timeout: 20_000 })
+      t.equal(cliMissing.status, 1)
+      t.match(cliMissing.stderr, /no chain child named or at "nobody"/)
     })
   })
 })
