@@ -6,7 +6,7 @@ import t from 'tap'
 import { Agent, request } from 'undici'
 import { spawnSync } from 'node:child_process'
 import { CLI, NODE, routesDoc } from '../helpers/proxy-process.ts'
-import { startBackend } from '../helpers/backend.ts'
+import { startBackend, webSocketRoundTrip } from '../helpers/backend.ts'
 import { PSK, api, chainStatus, respawn, startChild, startParent, until } from './chain-helpers.ts'
 import { startMulchChild } from './mulch-standin.ts'
 
@@ -82,6 +82,22 @@ t.test('vmfront parent ↔ mulch-proxy child', async (t) => {
     const other = await fetch(`${mulchApi}/domains/conflicts`, { method: 'POST', headers: { 'Mulch-PSK': PSK, 'Content-Type': 'application/json' }, body: JSON.stringify({ Domains: [{ Domain: 'm1.example.com', RateProfile: '' }], ForwardTo: 'http://127.0.0.9:80' }) })
     t.same(await other.json(), [{ Domain: 'm1.example.com', Owner: '127.0.0.1' }])
     await api(parent.api, 'deregister', { name: 'v1' })
+  })
+
+  await t.test('a WebSocket to a Mulch child goes over HTTP/1.1 with Mulch-PSK', async (t) => {
+    // The echo backend stands for the Mulch child here: what matters is what it receives.
+    const wsChild = await startBackend(t)
+    const upgrades: Array<Record<string, unknown>> = []
+    wsChild.server.prependListener('upgrade', (req) => { upgrades.push({ ...req.headers }) })
+    const reg = await fetch(`${mulchApi}/domains`, { method: 'POST', headers: { 'Mulch-PSK': PSK, 'Content-Type': 'application/json' }, body: JSON.stringify({ Domains: [{ Domain: 'ws.example.com', RateProfile: '' }], ForwardTo: wsChild.origin }) })
+    t.equal(reg.status, 200)
+    const { head, echo } = await until('ws routed', async () => { const r = await webSocketRoundTrip(parent.ports.http, 'ws.example.com', 'hello mulch'); return r.head.startsWith('HTTP/1.1 101') ? r : undefined })
+    t.equal(echo, 'echo:hello mulch')
+    t.match(head, /X-Seen-Real-IP: 127\.0\.0\.1/i)
+    t.equal(upgrades.at(-1)?.['mulch-psk'], PSK, 'the child gets the parent\'s Mulch-PSK')
+    t.equal(upgrades.at(-1)?.['x-vmfront-chain'], undefined)
+    await fetch(`${mulchApi}/domains`, { method: 'POST', headers: { 'Mulch-PSK': PSK, 'Content-Type': 'application/json' }, body: JSON.stringify({ Domains: [], ForwardTo: wsChild.origin }) })
+    t.notOk((await chainStatus(parent)).children.some((c: { url: string }) => c.url === wsChild.origin), 'an empty list removes the child, as mulch-proxy')
   })
 
   await t.test('a restart keeps the Mulch child (no lease to renew)', async (t) => {
