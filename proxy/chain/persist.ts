@@ -14,6 +14,7 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import type { Logger } from '../log.ts'
 import type { ChildRecord } from './registry.ts'
+import { parseMulchDomains } from './mulch-api.ts'
 import { parseChildName, parseChildUrl, parseRegisterRequest, toWireDomain } from './schema.ts'
 
 /** The file's format version. */
@@ -88,11 +89,17 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         return doc.children.map((c: Record<string, unknown>, i: number) => {
           // The register schema checks the saved fields like a live request.
           // A Mulch child is named by its ForwardTo origin (see mulch-api.ts).
-          const mulch = c.protocol === 'mulch'
-          const url = parseChildUrl(c.child_url, `children[${i}].child_url`)
-          const parsed = parseRegisterRequest({ name: mulch ? 'mulch' : parseChildName(c.name, `children[${i}].name`), child_url: url, domains: c.domains })
+          // A Mulch child is named by its ForwardTo origin and its domains follow
+          // mulchd's rules (`_` allowed), as mulch-api.ts took them.
           const at = Date.parse(String(c.registered_at))
-          return { name: mulch ? url : parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt: Number.isFinite(at) ? at : Date.now(), ...(mulch ? { protocol: 'mulch' as const } : {}) }
+          const registeredAt = Number.isFinite(at) ? at : Date.now()
+          if (c.protocol === 'mulch') {
+            const wire = Array.isArray(c.domains) ? c.domains as Array<{ domain?: unknown, rate_profile?: unknown }> : []
+            const m = parseMulchDomains({ Domains: wire.map((d) => ({ Domain: d.domain, RateProfile: d.rate_profile ?? '' })), ForwardTo: parseChildUrl(c.child_url, `children[${i}].child_url`) })
+            return { name: m.forwardTo, url: m.forwardTo, domains: m.domains, registeredAt, protocol: 'mulch' as const }
+          }
+          const parsed = parseRegisterRequest({ name: parseChildName(c.name, `children[${i}].name`), child_url: parseChildUrl(c.child_url, `children[${i}].child_url`), domains: c.domains })
+          return { name: parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt }
         })
       } catch (err) {
         logger.error('chain registrations file corrupt: starting with none', { file, err })

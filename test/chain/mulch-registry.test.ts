@@ -49,3 +49,29 @@ t.test('Mulch\'s JSON as Go decodes it', async (t) => {
   t.throws(() => parseMulchDomains({ Domains: [], ForwardTo: 'ftp://c' }), /ForwardTo/)
   t.throws(() => parseMulchDomains({ Domains: [{ Domain: 'a b' }], ForwardTo: 'http://c' }), /Domains\[0\]\.Domain/)
 })
+
+t.test('Mulch children are saved and restored as Mulch children (mulchd\'s names included)', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { createRegistrationStore } = await import('../../proxy/chain/persist.ts')
+  const { memoryLogger } = await import('./chain-helpers.ts')
+  const dir = mkdtempSync(join(tmpdir(), 'vmfront-mulch-persist-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const { logger, lines } = memoryLogger()
+  const store = createRegistrationStore(join(dir, 'chain-children.json'), logger)
+  const r = createChildRegistry({ leaseTtlMs: 1000, parentServes: () => false })
+  r.register({ ...mulch(A, 'a_b.example.com'), domains: [{ domain: 'a_b.example.com', rateProfile: 'wp' }] }, 5)
+  r.register({ name: 'v1', childUrl: 'http://10.0.0.9', domains: [{ domain: 'v.example.com' }] }, 5)
+  await store.save(r.children())
+  const loaded = await store.load()
+  t.same(lines.filter((l) => l.level === 'error'), [], 'nothing refused')
+  t.same(loaded.map((c) => [c.name, c.url, c.protocol, c.domains]), [
+    [A, A, 'mulch', [{ domain: 'a_b.example.com', rateProfile: 'wp' }]],
+    ['v1', 'http://10.0.0.9', undefined, [{ domain: 'v.example.com' }]]
+  ])
+  const again = createChildRegistry({ leaseTtlMs: 1000, parentServes: () => false })
+  again.restore(loaded, 100)
+  t.equal(again.get(A)?.expiresAt, Infinity, 'still no lease after a restart')
+  t.equal(again.get('v1')?.expiresAt, 1100)
+})
