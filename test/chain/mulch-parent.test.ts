@@ -55,6 +55,10 @@ t.test('vmfront parent ↔ mulch-proxy child', async (t) => {
     t.equal(seen.headers['x-vmfront-chain'], undefined, 'no vmfront chain header reaches the VM')
     t.equal(seen.headers['x-real-ip'], '127.0.0.2', 'the VM sees the client in X-Real-IP')
     t.match(seen.headers['x-forwarded-for'], /^127\.0\.0\.2(,|$)/, 'and first in X-Forwarded-For')
+    // Keep-alive like any upstream: sequential requests reuse the pooled HTTP/1.1 connection.
+    const before = mulch.connections()
+    for (let i = 0; i < 20; i++) t.equal((await get(parent.ports.http, i % 2 === 0 ? 'm1.example.com' : 'm2.example.com')).status, 200)
+    t.ok(mulch.connections() - before <= 1, `20 requests opened ${mulch.connections() - before} new connection(s) to the child`)
     const status = await chainStatus(parent)
     const child = status.children.find((c: { url: string }) => c.url === mulch.url)
     t.equal(child.protocol, 'mulch')

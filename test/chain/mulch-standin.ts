@@ -60,6 +60,8 @@ export interface MulchChild {
   url: string
   /** Requests its proxy listener received. */
   seen: Seen[]
+  /** TCP connections its proxy listener accepted. */
+  connections (): number
   /** Sends `POST /domains` (what mulch-proxy does at start and on SIGHUP). */
   register (domains: Array<{ Domain: string, RateProfile?: string }>, psk?: string): Promise<{ status: number, body: string, contentType: string | undefined }>
   conflicts (domains: string[], psk?: string): Promise<{ status: number, body: string }>
@@ -79,6 +81,8 @@ export async function startMulchChild (t: Teardown, options: { parentApi: string
     if (target === undefined) { goError(res, `domain ${host} not found`, 500); return }
     reverseProxy(req, res, target, headers)
   })
+  let connections = 0
+  server.on('connection', () => { connections++ })
   const port = await listen(t, server)
   const url = `http://127.0.0.1:${port}`
   const post = async (path: string, body: unknown, psk: string): Promise<{ status: number, body: string, contentType: string | undefined }> => {
@@ -89,6 +93,7 @@ export async function startMulchChild (t: Teardown, options: { parentApi: string
     port,
     url,
     seen,
+    connections: () => connections,
     register: (domains, psk = options.psk) => post('/domains', { Domains: domains.map((d) => ({ Domain: d.Domain, RateProfile: d.RateProfile ?? '' })), ForwardTo: url }, psk),
     conflicts: (domains, psk = options.psk) => post('/domains/conflicts', { Domains: domains.map((d) => ({ Domain: d, RateProfile: '' })), ForwardTo: url }, psk)
   }
