@@ -6,6 +6,7 @@
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { routesDoc } from '../helpers/proxy-process.ts'
+import { connect } from 'node:net'
 import { startBackend } from '../helpers/backend.ts'
 import { PSK, chainStatus, startChild, until } from './chain-helpers.ts'
 import { startMulchParent } from './mulch-standin.ts'
@@ -69,6 +70,33 @@ t.test('mulch-proxy parent ↔ vmfront child', async (t) => {
     const res = await via(parent.port, 'sec.example.com', {}, fromClient)
     t.equal(res.status, 308)
     t.equal(res.headers.location, 'https://sec.example.com/p?q=1')
+  })
+
+  await t.test('a WebSocket from the parent: client believed, Mulch-PSK stripped', async (t) => {
+    const upgrades: Array<Record<string, unknown>> = []
+    const tunnels: import('node:stream').Duplex[] = []
+    // The echo backend's socket is half-open (http.Server): close it when the proxy ends its side.
+    vm.server.prependListener('upgrade', (req, socket) => { upgrades.push({ ...req.headers }); tunnels.push(socket); socket.on('end', () => { socket.destroy() }) })
+    // As a Mulch parent replays an upgrade: from its address, with its Mulch-PSK and the client appended.
+    const data = await new Promise<string>((resolve, reject) => {
+      const socket = connect(child.port, '127.0.0.1')
+      let head = ''
+      socket.setEncoding('latin1')
+      socket.on('error', reject)
+      socket.on('data', (c: string) => {
+        head += c
+        if (!head.includes('\r\n\r\n')) return
+        socket.destroy()
+        resolve(head)
+      })
+      socket.write(`GET /ws HTTP/1.1\r\nHost: app.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nMulch-PSK: ${PSK}\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.7\r\nX-Real-Ip: 203.0.113.7\r\n\r\n`)
+    })
+    t.match(data, /^HTTP\/1\.1 101/)
+    t.match(data, /X-Seen-Real-IP: 203\.0\.113\.7/i)
+    t.equal(upgrades.at(-1)?.['mulch-psk'], undefined, 'no Mulch-PSK reaches the VM')
+    t.equal(upgrades.at(-1)?.['x-forwarded-for'], '203.0.113.7, 127.0.0.1')
+    // The tunnel ends with the client: the proxy ends the VM side too.
+    t.equal(await until('VM side of the tunnel closed', () => (tunnels.every((s) => s.destroyed) ? true : undefined), 5000), true)
   })
 
   await t.test('the right Mulch-PSK from another address is an ordinary client', async (t) => {
