@@ -19,6 +19,8 @@ export interface AdminDeps {
   page: () => StatusPageInput
   /** Writes a diagnostic dump; resolves to its path. */
   dump: () => Promise<string>
+  /** Chain parent: removes a child by name or URL (undefined when not a parent). */
+  chainForget?: () => ((nameOrUrl: string) => unknown[]) | undefined
 }
 
 /** Builds the admin hono app (routes take their dependencies; no globals). */
@@ -40,7 +42,23 @@ export function createAdminApp (deps: AdminDeps): Hono {
   }
   app.get('/debug/dump', dump)
   app.post('/debug/dump', dump)
-  app.notFound((c) => c.json({ error: 'not found', endpoints: ['/', '/metrics', '/healthz', '/status', '/debug/dump'] }, 404))
+  // `POST /chain/forget {"child": NAME_OR_URL}`: a Mulch child has no lease, so
+  // an operator removes it here (`vmfront chain forget` calls this).
+  app.post('/chain/forget', async (c) => {
+    const forget = deps.chainForget?.()
+    if (forget === undefined) return c.json({ error: 'this proxy is not a chain parent (chain.mode = "parent")' }, 409)
+    let child: unknown
+    try {
+      child = ((await c.req.json()) as { child?: unknown }).child
+    } catch {
+      child = undefined
+    }
+    if (typeof child !== 'string' || child === '') return c.json({ error: 'body: expected {"child": "NAME_OR_URL"}' }, 400)
+    const forgotten = forget(child)
+    if (forgotten.length === 0) return c.json({ error: `no chain child named or at "${child}" (see /status chain.children)` }, 404)
+    return c.json({ forgotten })
+  })
+  app.notFound((c) => c.json({ error: 'not found', endpoints: ['/', '/metrics', '/healthz', '/status', '/debug/dump', 'POST /chain/forget'] }, 404))
   return app
 }
 

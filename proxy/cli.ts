@@ -25,6 +25,7 @@ Commands:
   daemon [--config FILE]       run the slim VM-manager core
   vm <subcommand> ...          talk to the daemon: create FILE, list, info NAME, rebuild NAME,
                                lock NAME, unlock NAME, delete NAME [--force], import-routes FILE
+  chain forget NAME_OR_URL     remove a child from a running chain parent (via its admin listener)
   version                      print the version, the commit when known, and the Node version
   help                         this text
 
@@ -74,7 +75,7 @@ Options:
 Exit status: 0 valid (warnings allowed), 2 invalid or unreadable.
 `
 
-const COMMANDS = ['proxy', 'check', 'routes', 'daemon', 'vm', 'version', 'help'] as const
+const COMMANDS = ['proxy', 'check', 'routes', 'daemon', 'vm', 'chain', 'version', 'help'] as const
 
 function unknownWord (what: string, word: string, known: readonly string[]): string {
   const near = nearestWord(word, known)
@@ -213,6 +214,8 @@ export async function main (argv: string[]): Promise<number> {
     case 'daemon':
     case 'vm':
       return await runDaemonCommand(command, args)
+    case 'chain':
+      return await (await import('./chain/forget-cli.ts')).runChainCommand(args)
     case 'help':
     case '--help':
     case '-h':

@@ -38,6 +38,11 @@ export interface ProxyConfig {
     readonly connectTimeoutMs: number
     /** Parent: most children registered at once; a new one past it gets 503. */
     readonly maxChildren: number
+    /**
+     * Child: the parent's chain protocol: vmfront's own API, mulch-proxy's
+     * (`POST /domains` with Mulch-PSK), or "auto" (vmfront's, then Mulch's on a 404).
+     */
+    readonly parentProtocol: 'auto' | 'vmfront' | 'mulch'
   }
   readonly headers: { readonly trustedProxies: readonly string[] }
   readonly timeouts: {
@@ -92,7 +97,8 @@ const CHAIN: TableSpec = {
   max_concurrent_streams: { kind: { type: 'int', min: 1, max: 10000 }, default: 250 },
   idle_timeout: { kind: { type: 'duration' }, default: '5m' },
   connect_timeout: { kind: { type: 'duration', min: 100 }, default: '5s' },
-  max_children: { kind: { type: 'int', min: 1, max: 100000 }, default: 1000 }
+  max_children: { kind: { type: 'int', min: 1, max: 100000 }, default: 1000 },
+  parent_protocol: { kind: { type: 'enum', values: ['auto', 'vmfront', 'mulch'] }, default: 'auto' }
 }
 const HEADERS: TableSpec = {
   trusted_proxies: { kind: { type: 'ip-list' }, default: [] }
@@ -206,7 +212,8 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
       maxConcurrentStreams: chain.max_concurrent_streams as number,
       idleTimeoutMs: chain.idle_timeout as number,
       connectTimeoutMs: chain.connect_timeout as number,
-      maxChildren: chain.max_children as number
+      maxChildren: chain.max_children as number,
+      parentProtocol: chain.parent_protocol as ProxyConfig['chain']['parentProtocol']
     },
     headers: { trustedProxies: s.headers.trusted_proxies as string[] },
     timeouts: {

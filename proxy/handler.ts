@@ -62,6 +62,8 @@ export interface HandlerDeps {
   challenge?: (req: IncomingMessage, res: ClientResponse) => boolean
   /** Whether a request comes from an authenticated chain parent (child mode). */
   fromChainParent?: (req: ClientRequest) => boolean
+  /** Whether that parent applies redirect_to_https itself (false: a mulch-proxy parent; default true). */
+  chainParentRedirects?: () => boolean
   /** Per-client-IP rate limiting by the route's profile. */
   limiter?: RateLimiter
   chainForward?: ChainForwardFn
@@ -144,9 +146,13 @@ function parseErrorStatus (req: ClientRequest): number | undefined {
 function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Identity, path: string): string | undefined {
   const route = entry.route
   if (route.redirectTo !== undefined) return `${identity.client.proto}://${route.redirectTo}${path}`
-  // A chain parent applies redirect_to_https itself, with its own https port (the
-  // client's): what it forwards over plain HTTP is meant to be served.
-  if (!route.redirectToHttps || identity.client.proto !== 'http' || identity.fromParent || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
+  // A vmfront chain parent applies redirect_to_https itself, with its own https
+  // port (the client's): what it forwards over plain HTTP is meant to be served.
+  // A mulch-proxy parent does not (its chain API carries no such flag): the
+  // child redirects to the parent's https (Host, no port), as mulch-proxy's child.
+  const parentRedirects = identity.fromParent && deps.chainParentRedirects?.() !== false
+  if (!route.redirectToHttps || identity.client.proto !== 'http' || parentRedirects || path.startsWith(ACME_CHALLENGE_PREFIX)) return undefined
+  if (identity.fromParent) return `https://${entry.domain}${path}`
   const port = deps.httpsPort()
   if (port === undefined) return identity.trusted ? `https://${entry.domain}${path}` : undefined
   return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`

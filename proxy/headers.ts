@@ -29,6 +29,16 @@ export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
  */
 export const CHAIN_AUTH_HEADER = 'x-vmfront-chain'
 
+/**
+ * mulch-proxy's chain credential (SPEC §10): a Mulch parent adds it, with the
+ * PSK itself, to every request it forwards to a child. Like CHAIN_AUTH_HEADER it
+ * is stripped from everything forwarded to a VM, whoever sent it.
+ */
+export const MULCH_PSK_HEADER = 'mulch-psk'
+
+/** The chain credentials no VM ever receives. */
+export const CHAIN_CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([CHAIN_AUTH_HEADER, MULCH_PSK_HEADER])
+
 /** What the forwarding hop knows about the client side of a request. */
 export interface ClientInfo {
   /** The real client IP (after trusted X-Forwarded-For). */
@@ -111,7 +121,7 @@ export function upstreamHeaders (rawHeaders: readonly string[], client: ClientIn
     }
     const lower = name.toLowerCase()
     if (lower === 'host') sawHost = true
-    if (HOP_BY_HOP_HEADERS.has(lower) || FORWARDING_HEADERS.has(lower) || lower === CHAIN_AUTH_HEADER) continue
+    if (HOP_BY_HOP_HEADERS.has(lower) || FORWARDING_HEADERS.has(lower) || CHAIN_CREDENTIAL_HEADERS.has(lower)) continue
     // The client already got its 100 Continue from us; the body follows.
     if (lower === 'expect') continue
     if (named.length > 0 && lower !== 'host' && named.includes(lower)) continue

@@ -239,6 +239,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     if (chain !== undefined) {
       deps.chainForward = chain.forward
       deps.fromChainParent = chain.fromParent
+      deps.chainParentRedirects = chain.parentRedirects
       deps.chainUpgrade = chain.upgrade
       reloader.rebuild()
     }
@@ -259,7 +260,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump }))
+      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
       const server = admin
       ports.admin = await new Promise<number>((resolve, reject) => {
         server.once('error', reject)

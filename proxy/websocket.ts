@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream'
 import { createProxyServer } from 'http-proxy-3'
 import type { Socket } from 'node:net'
 import { classifyUpstreamError, type UpstreamFailure } from './forward.ts'
-import { FORWARDING_HEADERS, CHAIN_AUTH_HEADER, type ClientInfo } from './headers.ts'
+import { FORWARDING_HEADERS, CHAIN_CREDENTIAL_HEADERS, type ClientInfo } from './headers.ts'
 import { DeadlineQueue } from './deadline-queue.ts'
 import type { Deadline } from './deadline-queue.ts'
 import { ProxyError } from './errors.ts'
@@ -24,7 +24,7 @@ export interface WebSocketProxy {
    * left during the handshake (499), or without one when the tunnel closes (101, or
    * the VM's status when it answered the upgrade with a plain response).
    */
-  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void): void
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void, extraHeaders?: Readonly<Record<string, string>>): void
   close (): void
 }
 
@@ -166,14 +166,16 @@ export function createWebSocketProxy (options: WebSocketProxyOptions): WebSocket
   // Errors are handled per call; this keeps an unhandled 'error' from throwing.
   proxy.on('error', () => {})
   return {
-    upgrade (req, socket, head, origin, client, done): void {
+    upgrade (req, socket, head, origin, client, done, extraHeaders): void {
       for (const name of Object.keys(req.headers)) {
-        if (FORWARDING_HEADERS.has(name) || name === CHAIN_AUTH_HEADER) delete req.headers[name]
+        if (FORWARDING_HEADERS.has(name) || CHAIN_CREDENTIAL_HEADERS.has(name)) delete req.headers[name]
       }
       req.headers['x-forwarded-for'] = client.forwardedFor
       req.headers['x-forwarded-proto'] = client.proto
       req.headers['x-forwarded-host'] = client.forwardedHost
       req.headers['x-real-ip'] = client.clientIp
+      // After the strip: a chain hop's own credential (a Mulch child's Mulch-PSK).
+      if (extraHeaders !== undefined) Object.assign(req.headers, extraHeaders)
       const handshake = new Handshake(socket, deadlines, done)
       starting.set(req, handshake)
       try {

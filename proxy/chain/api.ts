@@ -38,9 +38,9 @@ export interface ChainApiDeps {
   status: () => unknown
 }
 
-type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
+export type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
 
-function peerOf (c: Context<Env>): string {
+export function peerOf (c: Context<Env>): string {
   return c.env?.incoming?.socket?.remoteAddress ?? ''
 }
 

@@ -34,6 +34,8 @@ const CONTROL_KEY_LABEL = 'vmfront-chain-session-control-v1'
 export interface ChainAuth {
   /** True when an Authorization header value is `Bearer <psk>`. */
   checkBearer (authorization: string | undefined): boolean
+  /** True when a header value is the PSK itself (mulch-proxy's `Mulch-PSK`). */
+  checkPsk (value: string | string[] | undefined): boolean
   /** The parent's answer to a child's nonce; `childOrigin` is the child's registered URL origin. */
   sessionProof (childOrigin: string, nonce: string): string
   /** True when `proof` (a header value) is sessionProof(childOrigin, nonce). */
@@ -64,6 +66,10 @@ export function createChainAuth (psk: string): ChainAuth {
       // Hashing both sides gives equal lengths, so timingSafeEqual leaks nothing
       // about the PSK's length either.
       return timingSafeEqual(createHash('sha256').update(match[1].trim()).digest(), pskDigest)
+    },
+    checkPsk (value: string | string[] | undefined): boolean {
+      if (typeof value !== 'string') return false
+      return timingSafeEqual(createHash('sha256').update(value).digest(), pskDigest)
     },
     sessionProof: (childOrigin, nonce) => hmac(psk, SESSION_PROOF_LABEL, childOrigin, nonce),
     checkSessionProof: (childOrigin, nonce, proof) => sameSecret(proof, hmac(psk, SESSION_PROOF_LABEL, childOrigin, nonce)),

@@ -21,6 +21,8 @@ import { attachH2c } from './h2c-sniff.ts'
 import { createParentClient } from './parent-client.ts'
 import { createParentTrust } from './parent-trust.ts'
 import type { ChainDomain } from './schema.ts'
+import { createMulchParentClient } from './mulch-client.ts'
+import { createMulchParentTrust } from './mulch-trust.ts'
 
 type Listener = (req: ClientRequest, res: ClientResponse) => void
 
@@ -49,6 +51,9 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   const logger = deps.logger.child({ chain: 'child' })
   const auth = createChainAuth(chain.psk)
   const client = createParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
+  // A mulch-proxy parent (chain.parent_protocol = "mulch", or "auto" after vmfront's API got a 404).
+  const mulchClient = createMulchParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
+  let protocol: 'vmfront' | 'mulch' = chain.parentProtocol === 'mulch' ? 'mulch' : 'vmfront'
 
   let leaseTtlMs = chain.leaseTtlMs
   let registered = false
@@ -65,6 +70,7 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   const drains: SessionDrain[] = []
   const childOrigin = new URL(chain.childUrl).origin
   const trust = createParentTrust({ auth, childOrigin, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
+  const mulchTrust = createMulchParentTrust({ auth, parentUrl: chain.parentUrl, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
 
   const retryCapMs = (): number => Math.min(30_000, Math.max(1000, leaseTtlMs / 3))
 
@@ -91,7 +97,54 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     return err instanceof ChainError && err.status === 400 && err.message.includes('.redirect_to_https: is not a known key')
   }
 
+  /** An "auto" parent that answers 404 to vmfront's API is a mulch-proxy. */
+  function isMulchParent (err: unknown): boolean {
+    return chain.parentProtocol === 'auto' && protocol === 'vmfront' && err instanceof ChainError && err.status === 404
+  }
+
+  /**
+   * Registration with a mulch-proxy parent: once per start and SIGHUP (no lease,
+   * as mulch-proxy's child), retried with backoff only while it fails. Domains
+   * the parent reports owned elsewhere (a vmfront parent answers 409 and keeps
+   * the rest; mulchd asks /domains/conflicts first) are reported in /status.
+   */
+  async function attemptMulch (reason: string): Promise<void> {
+    const domains = ownDomains().map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rateProfile }))
+    try {
+      await mulchTrust.refresh()
+      refused = []
+      try {
+        await mulchClient.register(childOrigin, domains)
+      } catch (err) {
+        if (!(err instanceof ChainError && err.status === 409)) throw err
+        // Registered, except the domains owned elsewhere: ask which.
+        refused = await mulchClient.check(childOrigin, domains.map((d) => d.domain))
+        logger.error('chain domains refused by the Mulch parent: owned elsewhere', { name: chain.name, conflicts: refused })
+      }
+      const first = !registered || failures > 0
+      registered = true
+      lastRegisteredAt = Date.now()
+      failures = 0
+      lastError = undefined
+      nextAttemptAt = undefined
+      const log = first || reason === 'SIGHUP' || reason === 'start' ? logger.info : logger.debug
+      log('chain registered with parent', { parent: chain.parentUrl, protocol: 'mulch', child_url: childOrigin, reason, domains: domains.length - refused.length })
+    } catch (err) {
+      failures++
+      lastError = (err as Error).message
+      const delay = Math.min(30_000, RETRY_START_MS * 2 ** Math.min(failures - 1, 16)) * (0.8 + Math.random() * 0.4)
+      if (failures === 1 || failures % 10 === 0) {
+        logger.warn('chain registration failed: retrying', { parent: chain.parentUrl, protocol: 'mulch', reason, failures, retry_ms: Math.round(delay), err })
+      }
+      schedule(delay)
+    }
+  }
+
   async function attempt (reason: string): Promise<void> {
+    if (protocol === 'mulch') {
+      await attemptMulch(reason)
+      return
+    }
     let domains = ownDomains()
     refused = []
     for (let tries = 0; tries < 3; tries++) {
@@ -114,6 +167,12 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
           logger.warn('chain parent is older and does not take redirect_to_https: registering without it (upgrade the parent)', { parent: chain.parentUrl })
           domains = domains.map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rateProfile }))
           continue
+        }
+        if (isMulchParent(err)) {
+          protocol = 'mulch'
+          logger.info('chain parent answers 404 to vmfront\'s API: registering with mulch-proxy\'s protocol (set chain.parent_protocol to skip the probe)', { parent: chain.parentUrl })
+          await attemptMulch(reason)
+          return
         }
         if (err instanceof DomainConflictError && refused.length === 0) {
           // Keep the lease on the domains nobody else owns; report the others.
@@ -169,7 +228,8 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     entries: () => [],
     // An https:// child_url is served by the https listener: its host needs a certificate.
     ownHosts: () => (chain.childUrl.startsWith('https:') && childHost !== 'localhost' && isIP(childHost.replace(/^\[|\]$/g, '')) === 0 ? [childHost] : []),
-    fromParent: (req) => trust.fromParent(req),
+    fromParent: (req) => trust.fromParent(req) || (protocol === 'mulch' && mulchTrust.fromParent(req)),
+    parentRedirects: () => protocol !== 'mulch',
     attachListener (server): void {
       interceptRequests(server, trust.handleControl)
       if (server instanceof http.Server) {
@@ -189,6 +249,8 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
       role: 'child',
       name: chain.name,
       parent_url: chain.parentUrl,
+      parent_protocol: protocol,
+      ...(protocol === 'mulch' ? { parent_addresses: mulchTrust.addresses() } : {}),
       child_url: childOrigin,
       registered,
       lease_ttl_seconds: leaseTtlMs / 1000,
@@ -209,7 +271,8 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
       const late = new Promise<'late'>((resolve) => { bound = setTimeout(() => { resolve('late') }, SHUTDOWN_DEREGISTER_MS) })
       const deregistered = (async (): Promise<void> => {
         await running
-        if (!registered) return
+        // A mulch-proxy parent has no deregistration (its children never send one).
+        if (!registered || protocol === 'mulch') return
         try {
           await client.deregister(chain.name)
           logger.info('chain deregistered from parent', { parent: chain.parentUrl, name: chain.name })
@@ -231,6 +294,7 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
       clearTimeout(timer)
       for (const d of drains) d.destroyAll()
       await client.close()
+      await mulchClient.close()
     }
   }
 }

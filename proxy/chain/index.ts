@@ -41,6 +41,8 @@ export interface ChainRuntime {
    * session the parent proved itself on, or an upgrade with a live one-time ticket.
    */
   fromParent?: (req: ClientRequest) => boolean
+  /** Child: whether the parent applies redirect_to_https (a mulch-proxy parent does not). */
+  parentRedirects?: () => boolean
   /**
    * Child: called with each listener's server before it listens. The chain answers
    * its reserved paths there (the parent's session proof), tracks the HTTP/2
@@ -48,6 +50,11 @@ export interface ChainRuntime {
    * (HTTP/2 prior knowledge) from the parent.
    */
   attachListener?: (server: http.Server | http2.Http2SecureServer) => void
+  /**
+   * Parent: removes a child now, by name or by URL (a Mulch child has no lease:
+   * this is how it goes). Returns the children removed (empty: none matched).
+   */
+  forget?: (nameOrUrl: string) => Array<{ name: string, url: string, domains: string[], protocol?: string }>
   /** For /status and the diagnostic dump. */
   status (): unknown
   /** SIGHUP: a child re-registers its (new) routes. */

@@ -13,6 +13,7 @@ import type { RouteEntry } from '../router.ts'
 import type { Route, RouteTable } from '../route-table.ts'
 import type { ChainDeps, ChainRuntime } from './index.ts'
 import { createChainApi } from './api.ts'
+import type { ChainDomain, RegisterRequest } from './schema.ts'
 import { createChainAuth } from './auth.ts'
 import { ChainError, DomainConflictError } from './errors.ts'
 import { createChainForwarder } from './h2-forward.ts'
@@ -20,6 +21,11 @@ import { createChildPool, type ChildPool } from './h2-pool.ts'
 import { createRegistrationStore } from './persist.ts'
 import { createChildRegistry, type ChildRecord } from './registry.ts'
 import { createChainUpgrade } from './ws-forward.ts'
+import { addMulchRoutes } from './mulch-api.ts'
+import { forwardToMulchChild, upgradeToMulchChild } from './mulch-forward.ts'
+import type { ChainForwardFn, ChainUpgradeFn } from '../handler.ts'
+import { createForwarder } from '../forward.ts'
+import { createWebSocketProxy } from '../websocket.ts'
 import { createLogThrottle } from '../log-throttle.ts'
 import { TLS_SERVER_POLICY } from '../tls-policy.ts'
 
@@ -185,8 +191,10 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     domains: c.domains.map((d) => d.domain),
     registered_at: new Date(c.registeredAt).toISOString(),
     renewed_at: new Date(c.renewedAt).toISOString(),
-    lease_expires_at: new Date(c.expiresAt).toISOString(),
-    session: pools.get(c.name)?.status() ?? { health: 'up', connected: false, sessions: 0, streams: 0, resets: 0 }
+    ...(c.protocol === 'mulch'
+      // No lease and no session: HTTP/1.1 through the forwarder's pool.
+      ? { protocol: 'mulch', lease_expires_at: null }
+      : { lease_expires_at: new Date(c.expiresAt).toISOString(), session: pools.get(c.name)?.status() ?? { health: 'up', connected: false, sessions: 0, streams: 0, resets: 0 } })
   })
   const status = (): Record<string, unknown> => ({
     role: 'parent',
@@ -196,53 +204,75 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     children: registry.children().map(childStatus)
   })
 
+  function register (request: RegisterRequest, peer: string): { leaseTtlMs: number, domains: readonly ChainDomain[] } {
+    let outcome
+    try {
+      outcome = registry.register(request, Date.now())
+    } catch (err) {
+      if (err instanceof DomainConflictError) {
+        metrics.chainRegistrationsRefused.inc({ reason: 'conflict' })
+        logger.warn('chain registration refused: domain conflict', { child: request.name, peer, conflicts: err.conflicts })
+      } else if (err instanceof ChainError && err.code === 'CHAIN_CHILDREN_FULL') {
+        metrics.chainRegistrationsRefused.inc({ reason: 'full' })
+        // A fleet past the limit retries every few seconds: one line per interval.
+        const suppressed = refusedLog.admit('full')
+        if (suppressed >= 0) logger.warn('chain registration refused: chain.max_children reached', { child: request.name, peer, children: registry.size, max_children: chain.maxChildren, ...(suppressed > 0 ? { suppressed } : {}) })
+      }
+      throw err
+    }
+    const { record, previous } = outcome
+    for (const { from, now } of outcome.moved ?? []) {
+      // A Mulch child on the same host took these domains under another ForwardTo.
+      logger.info('chain domains moved to another Mulch ForwardTo on the same host', { from: from.name, to: record.name, domains: from.domains.length - (now?.domains.length ?? 0) })
+      if (now === undefined) dropPool(from.name, false)
+      updateEntries(now ?? from, now !== undefined)
+    }
+    if (previous !== undefined && previous.url !== record.url) {
+      logger.info('chain child moved: replacing its registration', { child: record.name, from: previous.url, to: record.url })
+      dropPool(record.name, false)
+    }
+    if (outcome.changed) {
+      updateEntries(record, true)
+      logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, ...(record.protocol === 'mulch' ? { protocol: 'mulch' } : { lease_ttl_ms: chain.leaseTtlMs }) })
+      changed()
+    } else {
+      logger.debug('chain lease renewed', { child: record.name })
+    }
+    // A child that registers is alive: a pool waiting to probe it may try now.
+    pools.get(record.name)?.probeNow()
+    return { leaseTtlMs: chain.leaseTtlMs, domains: record.domains }
+  }
+  function deregister (name: string, peer: string): boolean {
+    const record = registry.deregister(name)
+    if (record === undefined) return false
+    logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length })
+    dropPool(name, false)
+    updateEntries(record, false)
+    changed()
+    return true
+  }
   const app = createChainApi({
     auth,
     logger,
     onAuthFailure: () => { metrics.chainAuthFailures.inc() },
-    register (request, peer) {
-      let outcome
-      try {
-        outcome = registry.register(request, Date.now())
-      } catch (err) {
-        if (err instanceof DomainConflictError) {
-          metrics.chainRegistrationsRefused.inc({ reason: 'conflict' })
-          logger.warn('chain registration refused: domain conflict', { child: request.name, peer, conflicts: err.conflicts })
-        } else if (err instanceof ChainError && err.code === 'CHAIN_CHILDREN_FULL') {
-          metrics.chainRegistrationsRefused.inc({ reason: 'full' })
-          // A fleet past the limit retries every few seconds: one line per interval.
-          const suppressed = refusedLog.admit('full')
-          if (suppressed >= 0) logger.warn('chain registration refused: chain.max_children reached', { child: request.name, peer, children: registry.size, max_children: chain.maxChildren, ...(suppressed > 0 ? { suppressed } : {}) })
-        }
-        throw err
-      }
-      const { record, previous } = outcome
-      if (previous !== undefined && previous.url !== record.url) {
-        logger.info('chain child moved: replacing its registration', { child: record.name, from: previous.url, to: record.url })
-        dropPool(record.name, false)
-      }
-      if (outcome.changed) {
-        updateEntries(record, true)
-        logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, lease_ttl_ms: chain.leaseTtlMs })
-        changed()
-      } else {
-        logger.debug('chain lease renewed', { child: record.name })
-      }
-      // A child that registers is alive: a pool waiting to probe it may try now.
-      pools.get(record.name)?.probeNow()
-      return { leaseTtlMs: chain.leaseTtlMs, domains: record.domains }
-    },
-    deregister (name, peer) {
-      const record = registry.deregister(name)
-      if (record === undefined) return false
-      logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length })
-      dropPool(name, false)
-      updateEntries(record, false)
-      changed()
-      return true
-    },
+    register,
+    deregister,
     conflicts: (name, domains) => registry.conflicts(name, domains),
     status
+  })
+  // mulch-proxy children register on the same listener, in the same namespace.
+  addMulchRoutes(app, {
+    auth,
+    logger,
+    onAuthFailure: () => { metrics.chainAuthFailures.inc() },
+    register,
+    deregister,
+    conflicts: (name, domains, mulchUrl) => registry.conflicts(name, domains, mulchUrl),
+    // mulch-proxy names the owner by its host; vmfront children by name.
+    ownerLabel: (owner) => {
+      const record = registry.get(owner)
+      return record?.protocol === 'mulch' ? new URL(record.url).hostname : owner
+    }
   })
 
   const listen = apiListenAddress(chain.parentUrl)
@@ -266,17 +296,38 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     logger.info('chain API listening', { parent_url: chain.parentUrl, host: listen.host, port: listen.port })
   }
 
-  const forward = createChainForwarder({
+  // Mulch children get HTTP/1.1 through a VM forwarder of their own (same
+  // mechanism and settings as the proxy's), with the Mulch-PSK added.
+  const mulchForwarder = createForwarder({
+    connectTimeoutMs: chain.connectTimeoutMs,
+    responseTimeoutMs: config.timeouts.upstreamResponseMs,
+    idleTimeoutMs: config.timeouts.upstreamIdleMs,
+    keepAliveMs: config.upstream.keepAliveMs,
+    maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
+  })
+  const mulchWebsockets = createWebSocketProxy({ connectTimeoutMs: chain.connectTimeoutMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
+  const isMulch = (child: string): boolean => registry.get(child)?.protocol === 'mulch'
+
+  const h2Forward = createChainForwarder({
     pool: poolFor,
     responseTimeoutMs: config.timeouts.upstreamResponseMs,
     idleTimeoutMs: config.timeouts.upstreamIdleMs
   })
-  const upgrade = createChainUpgrade({
+  const forward: ChainForwardFn = (req, res, entry, client, onError) => {
+    if (isMulch(entry.chain!.child)) forwardToMulchChild(mulchForwarder, req, res, entry.chain!.url, chain.psk, client, onError)
+    else h2Forward(req, res, entry, client, onError)
+  }
+  const h2Upgrade = createChainUpgrade({
     pool: poolFor,
     connectTimeoutMs: chain.connectTimeoutMs,
     responseTimeoutMs: config.timeouts.upstreamResponseMs,
     idleTimeoutMs: config.timeouts.websocketIdleMs
   })
+
+  const upgrade: ChainUpgradeFn = (req, socket, head, entry, client, done) => {
+    if (isMulch(entry.chain!.child)) upgradeToMulchChild(mulchWebsockets, req, socket, head, entry.chain!.url, chain.psk, client, done)
+    else h2Upgrade(req, socket, head, entry, client, done)
+  }
 
   const apiHost = new URL(chain.parentUrl).hostname
   return {
@@ -287,6 +338,16 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     forward,
     upgrade,
     status,
+    forget (nameOrUrl: string) {
+      const gone = registry.forget(nameOrUrl)
+      for (const record of gone) {
+        logger.info('chain child forgotten by the operator', { child: record.name, url: record.url, domains: record.domains.map((d) => d.domain), ...(record.protocol === 'mulch' ? { protocol: 'mulch' } : {}) })
+        dropPool(record.name, false)
+        updateEntries(record, false)
+      }
+      if (gone.length > 0) changed()
+      return gone.map((r) => ({ name: r.name, url: r.url, domains: r.domains.map((d) => d.domain), ...(r.protocol === 'mulch' ? { protocol: 'mulch' } : {}) }))
+    },
     async reload (): Promise<void> {
       // The parent's own routes may now shadow chained domains: reload.ts logs each one.
     },
@@ -300,6 +361,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       clearTimeout(swapTimer)
       clearInterval(sweepTimer)
       for (const name of [...pools.keys()]) dropPool(name, true)
+      mulchWebsockets.close()
+      await mulchForwarder.close()
       server?.closeAllConnections()
       await store.save(registry.children())
     }

@@ -14,13 +14,14 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import type { Logger } from '../log.ts'
 import type { ChildRecord } from './registry.ts'
+import { parseMulchDomains } from './mulch-api.ts'
 import { parseChildName, parseChildUrl, parseRegisterRequest, toWireDomain } from './schema.ts'
 
 /** The file's format version. */
 const FORMAT_VERSION = 1
 
 /** What is saved of a child: no lease times (a lease restarts on load). */
-export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt'>
+export type SavedChild = Pick<ChildRecord, 'name' | 'url' | 'domains' | 'registeredAt' | 'protocol'>
 
 export interface RegistrationStore {
   /** Reads the saved children; a missing file is an empty list, a corrupt one is logged and ignored. */
@@ -52,7 +53,9 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         name: c.name,
         child_url: c.url,
         registered_at: new Date(c.registeredAt).toISOString(),
-        domains: c.domains.map(toWireDomain)
+        domains: c.domains.map(toWireDomain),
+        // A Mulch child has no lease to renew: it must survive restarts as it is.
+        ...(c.protocol === 'mulch' ? { protocol: 'mulch' } : {})
       }))
     }
     const tmp = `${file}.${process.pid}.tmp`
@@ -85,9 +88,18 @@ export function createRegistrationStore (file: string, logger: Logger, options: 
         if (doc.version !== FORMAT_VERSION || !Array.isArray(doc.children)) throw new Error(`not a version ${FORMAT_VERSION} registrations file`)
         return doc.children.map((c: Record<string, unknown>, i: number) => {
           // The register schema checks the saved fields like a live request.
-          const parsed = parseRegisterRequest({ name: parseChildName(c.name, `children[${i}].name`), child_url: parseChildUrl(c.child_url, `children[${i}].child_url`), domains: c.domains })
+          // A Mulch child is named by its ForwardTo origin (see mulch-api.ts).
+          // A Mulch child is named by its ForwardTo origin and its domains follow
+          // mulchd's rules (`_` allowed), as mulch-api.ts took them.
           const at = Date.parse(String(c.registered_at))
-          return { name: parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt: Number.isFinite(at) ? at : Date.now() }
+          const registeredAt = Number.isFinite(at) ? at : Date.now()
+          if (c.protocol === 'mulch') {
+            const wire = Array.isArray(c.domains) ? c.domains as Array<{ domain?: unknown, rate_profile?: unknown }> : []
+            const m = parseMulchDomains({ Domains: wire.map((d) => ({ Domain: d.domain, RateProfile: d.rate_profile ?? '' })), ForwardTo: parseChildUrl(c.child_url, `children[${i}].child_url`) })
+            return { name: m.forwardTo, url: m.forwardTo, domains: m.domains, registeredAt, protocol: 'mulch' as const }
+          }
+          const parsed = parseRegisterRequest({ name: parseChildName(c.name, `children[${i}].name`), child_url: parseChildUrl(c.child_url, `children[${i}].child_url`), domains: c.domains })
+          return { name: parsed.name, url: parsed.childUrl, domains: parsed.domains, registeredAt }
         })
       } catch (err) {
         logger.error('chain registrations file corrupt: starting with none', { file, err })

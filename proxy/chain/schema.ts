@@ -52,6 +52,8 @@ export interface RegisterRequest {
   readonly name: string
   readonly childUrl: string
   readonly domains: readonly ChainDomain[]
+  /** A mulch-proxy child (set by proxy/chain/mulch-api.ts only, never from vmfront's wire format). */
+  readonly protocol?: 'mulch'
 }
 
 export interface CheckRequest {
