@@ -4,7 +4,7 @@
  * ResolvedCertOptions (directory shortcuts resolved, ca_file read).
  */
 import { readFileSync } from 'node:fs'
-import { CertError, errorMessage } from './errors.ts'
+import { CertError, describeError } from './errors.ts'
 import type { Issuer } from './issuer.ts'
 import type { Storage } from './storage.ts'
 import { KEY_TYPES, type KeyType, splitPemCertificates } from './x509.ts'
@@ -116,6 +116,46 @@ export function resolveDirectoryUrl (value: string): string {
   return parsed.href
 }
 
+/** Reads acme.ca_file. @throws CertError CERTS_CONFIG_INVALID when unreadable or holding no PEM certificate */
+function readCaFile (caFile: string): string {
+  let caPem: string
+  try {
+    caPem = readFileSync(caFile, 'utf8')
+  } catch (err) {
+    throw invalid('acme.ca_file', `cannot read ${caFile}: ${describeError(err)}`)
+  }
+  if (splitPemCertificates(caPem).length === 0) throw invalid('acme.ca_file', `${caFile} holds no PEM certificate`)
+  return caPem
+}
+
+function checkEmail (email: string): void {
+  if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email)) throw invalid('acme.email', `not an e-mail address: ${JSON.stringify(email)}`)
+}
+
+/**
+ * Every problem resolveCertOptions would find in the `[acme]` options, each with its key
+ * (`acme.directory_url`, `acme.ca_file`, `acme.email`) and message; [] when they are fine.
+ * Reads ca_file, writes nothing. For `vmfront check`.
+ */
+export function acmeOptionProblems (acme: AcmeOptions): Array<{ key: string, message: string }> {
+  const problems: Array<{ key: string, message: string }> = []
+  const caFile = acme.caFile ?? ''
+  const checks: Array<[string, () => unknown]> = [
+    ['acme.directory_url', () => resolveDirectoryUrl(acme.directoryUrl)],
+    ['acme.ca_file', () => caFile === '' ? undefined : readCaFile(caFile)],
+    ['acme.email', () => { checkEmail(acme.email ?? '') }]
+  ]
+  for (const [key, check] of checks) {
+    try {
+      check()
+    } catch (err) {
+      if (!(err instanceof CertError)) throw err
+      problems.push({ key, message: err.message.startsWith(`${key}: `) ? err.message.slice(key.length + 2) : err.message })
+    }
+  }
+  return problems
+}
+
 /**
  * Validates options once, applies defaults, reads `acme.caFile`, and freezes the result.
  * @throws CertError CERTS_CONFIG_INVALID naming the key
@@ -125,18 +165,10 @@ export function resolveCertOptions (options: CertManagerOptions): ResolvedCertOp
   if (typeof options.policy !== 'function') throw invalid('policy', 'must be a function')
   const acme = options.acme
   const directoryUrl = resolveDirectoryUrl(acme.directoryUrl)
-  let caPem: string | undefined
   const caFile = acme.caFile === '' ? undefined : acme.caFile
-  if (caFile !== undefined) {
-    try {
-      caPem = readFileSync(caFile, 'utf8')
-    } catch (err) {
-      throw invalid('acme.ca_file', `cannot read ${caFile}: ${errorMessage(err)}`)
-    }
-    if (splitPemCertificates(caPem).length === 0) throw invalid('acme.ca_file', `${caFile} holds no PEM certificate`)
-  }
+  const caPem = caFile === undefined ? undefined : readCaFile(caFile)
   const email = acme.email ?? ''
-  if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email)) throw invalid('acme.email', `not an e-mail address: ${JSON.stringify(email)}`)
+  checkEmail(email)
   const renewRatio = options.renewRatio ?? 1 / 3
   if (!(renewRatio > 0 && renewRatio < 1)) throw invalid('renewRatio', `must be between 0 and 1, got ${renewRatio}`)
   const keyType = options.keyType ?? 'ec-p256'

@@ -1,18 +1,22 @@
 /**
  * @module proxy/admin
- * The admin listener (hono): `/metrics` (Prometheus), `/healthz`, `/status` (JSON),
- * and `/debug/dump` (writes the diagnostic dump). Bound to loopback by default.
+ * The admin listener (hono): `/` (the HTML status page), `/metrics` (Prometheus),
+ * `/healthz`, `/status` (JSON), and `/debug/dump` (writes the diagnostic dump).
+ * Bound to loopback by default.
  */
 import http from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import type { Registry } from 'prom-client'
+import { parseStatusPageQuery, renderStatusPage, STATUS_PAGE_HEADERS, type StatusPageInput } from './status-page.ts'
 
 export interface AdminDeps {
   registry: Registry
   /** True once listeners are up and a route table (possibly empty) is loaded. */
   healthy: () => boolean
   status: () => unknown
+  /** What the HTML status page shows, read on each request. */
+  page: () => StatusPageInput
   /** Writes a diagnostic dump; resolves to its path. */
   dump: () => Promise<string>
 }
@@ -26,6 +30,7 @@ export function createAdminApp (deps: AdminDeps): Hono {
   })
   app.get('/healthz', (c) => (deps.healthy() ? c.text('ok\n') : c.text('starting\n', 503)))
   app.get('/status', (c) => c.json(deps.status() as object))
+  app.get('/', (c) => c.body(renderStatusPage(deps.page(), parseStatusPageQuery(new URL(c.req.url).searchParams)), 200, { ...STATUS_PAGE_HEADERS }))
   const dump = async (c: { json: (v: object, s?: 200 | 500) => Response }): Promise<Response> => {
     try {
       return c.json({ file: await deps.dump() })
@@ -35,7 +40,7 @@ export function createAdminApp (deps: AdminDeps): Hono {
   }
   app.get('/debug/dump', dump)
   app.post('/debug/dump', dump)
-  app.notFound((c) => c.json({ error: 'not found', endpoints: ['/metrics', '/healthz', '/status', '/debug/dump'] }, 404))
+  app.notFound((c) => c.json({ error: 'not found', endpoints: ['/', '/metrics', '/healthz', '/status', '/debug/dump'] }, 404))
   return app
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * @module proxy/cli
- * The `vmfront` command: `proxy`, `routes check`, and the daemon's `daemon` and
+ * The `vmfront` command: `proxy`, `check`, `routes check`, and the daemon's `daemon` and
  * `vm` subcommands. Exit status: 0 success, 2 bad usage or invalid configuration,
  * 1 runtime failure.
  */
@@ -19,6 +19,9 @@ const USAGE = `Usage: vmfront <command> [options]
 Commands:
   proxy [--config FILE]        run the proxy in the foreground (embedded default without --config;
         [--mulch-config DIR]   --mulch-config reads Mulch's mulchd.toml, to replace mulch-proxy)
+  check [--config FILE] [--json]
+                               validate the config and every file it names, binding and writing
+                               nothing; print every problem (exit 0 valid, 2 invalid)
   routes check [--all] FILE    validate a route file; print each problem with its JSON path
                                (the first 20 unless --all)
   daemon [--config FILE]       run the slim VM-manager core
@@ -55,7 +58,29 @@ first 20 and a count of the rest, unless --all); the verdict goes to stderr.
 Exit status: 0 valid, 2 invalid or unreadable.
 `
 
-const COMMANDS = ['proxy', 'routes', 'daemon', 'vm', 'version', 'help'] as const
+const CHECK_USAGE = `Usage: vmfront check [--config FILE] [--json]
+
+Validates everything \`vmfront proxy\` would read at start, without binding a port or
+writing a file: the TOML, the route file, extra_certs_file (readable, parsed, key
+matching its certificate, covering its domains, not expired), the error template,
+the ACME directory and CA file, listener conflicts and the chain URLs. Without
+--config it checks the embedded default.
+
+Every problem is printed at once, one per line on stdout:
+  FILE:LINE: KEY: what is wrong and what is expected
+(warnings say "warning:"; they do not make the configuration invalid). A valid
+configuration prints a one-line summary. Listeners are not bound: a port already
+in use is not reported.
+
+Options:
+  -c, --config FILE   the proxy's TOML configuration
+      --json          print { ok, problems: [{ file, line?, key, message, severity }], summary }
+  -h, --help          this text
+
+Exit status: 0 valid (warnings allowed), 2 invalid or unreadable.
+`
+
+const COMMANDS = ['proxy', 'check', 'routes', 'daemon', 'vm', 'version', 'help'] as const
 
 function unknownWord (what: string, word: string, known: readonly string[]): string {
   const near = nearestWord(word, known)
@@ -97,6 +122,29 @@ async function runProxyCommand (args: string[]): Promise<number> {
     if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)
     return fail(1, `vmfront proxy: ${(err as Error).message}`)
   }
+}
+
+async function runCheckCommand (args: string[]): Promise<number> {
+  let values: { config?: string, json?: boolean, help?: boolean }
+  try {
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+  } catch (err) {
+    return fail(2, `vmfront check: ${(err as Error).message}\n\n${CHECK_USAGE}`)
+  }
+  if (values.help === true) {
+    process.stdout.write(CHECK_USAGE)
+    return 0
+  }
+  const { checkConfigFile, formatCheckReport } = await import('./check.ts')
+  const report = await checkConfigFile(values.config)
+  if (values.json === true) process.stdout.write(JSON.stringify({ ok: report.ok, problems: report.problems, summary: report.summary }, null, 2) + '\n')
+  else {
+    const text = formatCheckReport(values.config ?? '<embedded default>', report)
+    process.stdout.write(text.problems)
+    if (report.ok) process.stdout.write(text.verdict)
+    else process.stderr.write(text.verdict)
+  }
+  return report.ok ? 0 : 2
 }
 
 /** Problems `routes check` prints before summarising the rest (all with --all). */
@@ -165,6 +213,8 @@ export async function main (argv: string[]): Promise<number> {
   switch (command) {
     case 'proxy':
       return await runProxyCommand(args)
+    case 'check':
+      return await runCheckCommand(args)
     case 'routes':
       return await runRoutesCommand(args)
     case 'daemon':

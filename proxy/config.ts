@@ -174,14 +174,20 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   if (profiles.ok) rateProfiles = profiles.profiles
   else problems.push(...profiles.problems)
 
+  // Rules between keys look only at keys that are valid: an invalid key is
+  // reported once, by itself, never again as the cause of bogus follow-ups
+  // (a typo in chain.mode is not also "psk too short when mode is undefined").
+  // checkTable leaves an invalid key out of its result; a disabled listener ("") is in it.
   const chain = s.chain
-  if (chain.mode !== 'none') {
-    if (typeof chain.psk === 'string' && chain.psk.length < 16) problems.push({ path: 'chain.psk', message: `must be at least 16 characters when chain.mode is "${String(chain.mode)}"` })
-    if (chain.parent_url === '') problems.push({ path: 'chain.parent_url', message: `is required when chain.mode is "${String(chain.mode)}"` })
+  const mode = 'mode' in chain ? chain.mode as string : undefined
+  if (mode !== undefined && mode !== 'none') {
+    if (typeof chain.psk === 'string' && chain.psk.length < 16) problems.push({ path: 'chain.psk', message: `must be at least 16 characters when chain.mode is "${mode}"` })
+    if (chain.parent_url === '') problems.push({ path: 'chain.parent_url', message: `is required when chain.mode is "${mode}"` })
   }
-  if (chain.mode === 'child' && chain.child_url === '') problems.push({ path: 'chain.child_url', message: 'is required when chain.mode is "child"' })
-  if (s.acme.enabled === true && s.listen.http === undefined) problems.push({ path: 'listen.http', message: 'must be set when acme.enabled is true (HTTP-01 challenges are answered there)' })
-  if (s.acme.enabled === true && s.listen.https === undefined) problems.push({ path: 'listen.https', message: 'must be set when acme.enabled is true' })
+  if (mode === 'child' && chain.child_url === '') problems.push({ path: 'chain.child_url', message: 'is required when chain.mode is "child"' })
+  const disabled = (key: 'http' | 'https'): boolean => key in s.listen && s.listen[key] === undefined
+  if (s.acme.enabled === true && disabled('http')) problems.push({ path: 'listen.http', message: 'must be set when acme.enabled is true (HTTP-01 challenges are answered there)' })
+  if (s.acme.enabled === true && disabled('https')) problems.push({ path: 'listen.https', message: 'must be set when acme.enabled is true' })
 
   if (problems.length > 0) throw new FileInvalidError('CONFIG_INVALID', file, problems)
   const base = dirname(resolve(file === '<embedded default>' ? PACKAGE_ROOT + '/x' : file))

@@ -67,6 +67,8 @@ export interface HandlerDeps {
   chainForward?: ChainForwardFn
   chainUpgrade?: ChainUpgradeFn
   active: Set<ActiveRequest>
+  /** Told of each upstream failure (the status page's recent errors); never called on success. */
+  onUpstreamError?: (domain: string, outcome: ForwardOutcome) => void
 }
 
 /** HTTP-01 validation paths (RFC 8555 §8.3): never redirected to https, see redirectLocation. */
@@ -243,6 +245,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         failure = outcome.failure
         outcomeStatus = outcome.status
         if (outcome.failure === 'client_abort') return
+        deps.onUpstreamError?.(entry.domain, outcome)
         const suppressed = upstreamLog.admit(`${entry.domain} ${outcome.failure ?? ''}`)
         if (suppressed >= 0) deps.logger.warn('upstream failed', { domain: entry.domain, reason: outcome.failure, status: outcome.status, err: outcome.error, ...(suppressed > 0 ? { suppressed } : {}) })
         sendError(res, outcome.status)

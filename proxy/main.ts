@@ -29,6 +29,10 @@ import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
 import { isUnlimited } from './rate-profile.ts'
 import { hostnameProblem } from './route-table.ts'
+import { createUpstreamErrorLog } from './upstream-errors.ts'
+import { buildInfo } from './build-info.ts'
+import type { ExtraCertsFailure, ReloadFailure, StatusPageInput, WorkerInfo } from './status-page.ts'
+import type { ReloadStatus } from './reload.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -142,6 +146,13 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   const listeners: ManagedListener[] = []
   const ports: Record<string, number> = {}
+  // For the status page: the reloader only keeps its latest attempt, an operator wants the last failure too.
+  const upstreamErrors = createUpstreamErrorLog()
+  let lastReloadFailure: ReloadFailure | undefined
+  let extraCertsFailure: ExtraCertsFailure | undefined
+  const noteReload = (s: ReloadStatus): void => {
+    if (s.result === 'failure') lastReloadFailure = { at: s.at ?? new Date().toISOString(), errorCount: s.errorCount, errors: s.errors.slice(0, 20) }
+  }
   const deps: HandlerDeps = {
     routes: holder,
     forwarder,
@@ -155,7 +166,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     httpsPort: () => ports.https,
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
-    limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter
+    limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter,
+    onUpstreamError: (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
   }
   const listenerOptions = {
     requestHeadersMs: config.timeouts.requestHeadersMs,
@@ -179,23 +191,49 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     logger.info('diagnostic dump written', { file })
     return file
   }
+  const workers = (): WorkerInfo[] => [{ pid: process.pid, role: 'proxy (single process)', uptimeS: Math.round(process.uptime()), rssBytes: process.memoryUsage.rss(), inFlight: active.size, connections: dumpSources.connections() }]
+  const chainStatus = (): StatusPageInput['chain'] => ({ mode: config.chain.mode, ...(chain?.status() as object | undefined) })
   const status = (): unknown => ({
     version: 1,
     pid: process.pid,
     uptime_s: Math.round(process.uptime()),
     listeners: ports,
     reload: reloader.status(),
+    reload_last_failure: lastReloadFailure,
+    extra_certs_last_failure: extraCertsFailure,
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: active.size,
     rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
+    chain: chainStatus(),
+    upstream_errors: {
+      total: upstreamErrors.total(),
+      by_domain: upstreamErrors.byDomain(50).map((d) => ({ ...d, last: { ...d.last, at: new Date(d.last.at).toISOString() } })),
+      recent: upstreamErrors.recent(20).map((e) => ({ ...e, at: new Date(e.at).toISOString() }))
+    },
+    workers: workers().map((w) => ({ pid: w.pid, role: w.role, uptime_s: w.uptimeS, rss_bytes: w.rssBytes, in_flight: w.inFlight, connections: w.connections }))
+  })
+  const page = (): StatusPageInput => ({
+    now: Date.now(),
+    build: buildInfo(),
+    listeners: ports,
+    reload: reloader.status(),
+    lastReloadFailure,
+    extraCertsFailure,
+    routes: reloader.table().routes,
+    certificates: certs.status(),
+    acme: certs.acmeStatus(),
+    chain: chainStatus(),
+    rateLimits: limiter.snapshot({ top: 10 }),
+    upstreamErrors,
+    workers: workers(),
+    portForwards: []
   })
 
   try {
     if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
-    await reloader.reload('start')
+    noteReload(await reloader.reload('start'))
     chain = await startChain({
       config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() },
       // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
@@ -224,7 +262,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, dump }))
+      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump }))
       const server = admin
       ports.admin = await new Promise<number>((resolve, reject) => {
         server.once('error', reject)
@@ -333,7 +371,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   const reload = async (): Promise<unknown> => {
     const result = await reloader.reload('SIGHUP')
+    noteReload(result)
     await certs.loadExtraCerts().catch((err: unknown) => {
+      extraCertsFailure = { at: new Date().toISOString(), message: describeError(err) }
       logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })
     })
     await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })

@@ -17,6 +17,8 @@ import { parse as parseToml } from 'smol-toml'
 import { checkConfig, type ProxyConfig } from './config.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { hostnameProblem } from './route-table.ts'
+import { lineOfKey, tomlKeyLines } from './toml-positions.ts'
+import type { ConfigSources } from './check.ts'
 
 /** The files of a Mulch installation, as mulch-proxy names them. */
 export const MULCH_FILES = Object.freeze({
@@ -80,37 +82,6 @@ export interface MulchMapping {
   readonly warnings: readonly string[]
 }
 
-/**
- * The 1-based line where `key` is assigned, in the top level (`table` undefined) or
- * in the `index`th `[[table]]`. A plain line scan: enough to point a human at a key.
- */
-export function findKeyLine (text: string, key: string, table?: { name: string, index: number }): number | undefined {
-  const lines = text.split('\n')
-  let current = ''
-  let arrayIndex = -1
-  const counts = new Map<string, number>()
-  const assign = new RegExp(`^\\s*(?:${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|"${key}"|'${key}')\\s*=`)
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]
-    const array = /^\s*\[\[\s*([^\]\s]+)\s*\]\]/.exec(line)
-    if (array !== null) {
-      current = array[1]
-      arrayIndex = counts.get(current) ?? 0
-      counts.set(current, arrayIndex + 1)
-      continue
-    }
-    const header = /^\s*\[\s*([^\]\s]+)\s*\]/.exec(line)
-    if (header !== null) {
-      current = header[1]
-      arrayIndex = -1
-      continue
-    }
-    if (!assign.test(line)) continue
-    if (table === undefined ? current === '' : current === table.name && arrayIndex === table.index) return i + 1
-  }
-  return undefined
-}
-
 function describe (value: unknown): string {
   if (Array.isArray(value)) return 'an array'
   if (value instanceof Date) return 'a date'
@@ -147,7 +118,8 @@ export function mulchConfigToProxyConfig (source: MulchConfigSource): MulchMappi
   const origins = new Map<string, MulchOrigin>()
   const given: Record<string, unknown> = {}
   const defaults: Record<string, unknown> = {}
-  const lineOf = (key: string): number | undefined => findKeyLine(text, key)
+  const lines = tomlKeyLines(text)
+  const lineOf = (key: string): number | undefined => lineOfKey(lines, key)
   const at = (key: string, line = lineOf(key)): string => (line === undefined ? key : `${key} (line ${line})`)
   const problem = (key: string, message: string, line?: number): void => { problems.push({ path: at(key, line ?? lineOf(key)), message }) }
 
@@ -267,12 +239,12 @@ export function mulchConfigToProxyConfig (source: MulchConfigSource): MulchMappi
   if (rates !== undefined) {
     if (!Array.isArray(rates) || !rates.every(isTable)) problem('proxy_rate', `must be [[proxy_rate]] tables, not ${describe(rates)}`)
     else {
-      const profiles = rates.map((rate, i) => mapRate(rate, i, text, problems))
+      const profiles = rates.map((rate, i) => mapRate(rate, i, lines, problems))
       const names = rates.map((r) => (typeof r.name === 'string' && r.name !== '' ? r.name : undefined))
       names.forEach((name, i) => {
-        if (name !== undefined && names.indexOf(name) !== i) problems.push({ path: rateAt(text, i, 'name'), message: `duplicate proxy_rate name ${JSON.stringify(name)}` })
+        if (name !== undefined && names.indexOf(name) !== i) problems.push({ path: rateAt(lines, i, 'name'), message: `duplicate proxy_rate name ${JSON.stringify(name)}` })
       })
-      give('', 'rate_profile', profiles, 'proxy_rate', findKeyLine(text, 'proxy_rate') ?? rateLine(text, 0))
+      give('', 'rate_profile', profiles, 'proxy_rate')
     }
   }
 
@@ -280,27 +252,17 @@ export function mulchConfigToProxyConfig (source: MulchConfigSource): MulchMappi
   return { given, defaults, origins, warnings }
 }
 
-/** The line of the `index`th `[[proxy_rate]]` header. */
-function rateLine (text: string, index: number): number | undefined {
-  let seen = -1
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    if (/^\s*\[\[\s*proxy_rate\s*\]\]/.test(lines[i]) && ++seen === index) return i + 1
-  }
-  return undefined
-}
-
-/** `proxy_rate[i].key (line N)`. */
-function rateAt (text: string, index: number, key?: string): string {
-  const line = key === undefined ? rateLine(text, index) : findKeyLine(text, key, { name: 'proxy_rate', index }) ?? rateLine(text, index)
+/** `proxy_rate[i].key (line N)`: the key's line, else its table's header line. */
+function rateAt (lines: ReadonlyMap<string, number>, index: number, key?: string): string {
   const path = key === undefined ? `proxy_rate[${index}]` : `proxy_rate[${index}].${key}`
+  const line = lineOfKey(lines, path)
   return line === undefined ? path : `${path} (line ${line})`
 }
 
 /** One `[[proxy_rate]]` as a `[[rate_profile]]`, checked as mulch-proxy checks it. */
-function mapRate (rate: Record<string, unknown>, index: number, text: string, problems: Problem[]): Record<string, unknown> | undefined {
+function mapRate (rate: Record<string, unknown>, index: number, lines: ReadonlyMap<string, number>, problems: Problem[]): Record<string, unknown> | undefined {
   const before = problems.length
-  const err = (key: string | undefined, message: string): void => { problems.push({ path: rateAt(text, index, key), message }) }
+  const err = (key: string | undefined, message: string): void => { problems.push({ path: rateAt(lines, index, key), message }) }
   for (const key of Object.keys(rate)) {
     if (!RATE_KEYS.has(key)) err(key, `is not a proxy_rate setting mulch-proxy knows (known: ${[...RATE_KEYS].join(', ')})`)
   }
@@ -390,6 +352,36 @@ function mergeDocs (...docs: Array<Record<string, unknown>>): Record<string, unk
   return out
 }
 
+/** A Mulch configuration read into a ProxyConfig, with where each setting was written. */
+export interface LoadedMulchConfig {
+  readonly config: ProxyConfig
+  /** vmfront key → the file, line and key an operator wrote it as (`vmfront check` reports with it). */
+  readonly sources: ConfigSources
+}
+
+/**
+ * Where a vmfront key of a mapped configuration was written: the Mulch key for what
+ * mulchd.toml gave (`listen.http` → `proxy_listen_http`, `rate_profile[0].limit_max_delay`
+ * → `proxy_rate[0].limit_max_delay_seconds`), else the vmfront file's own key.
+ */
+export function mulchConfigSources (mapping: MulchMapping, mulch: { file: string, text: string }, own?: { file: string, text: string }): ConfigSources {
+  const mulchLines = tomlKeyLines(mulch.text)
+  const ownLines = own === undefined ? undefined : tomlKeyLines(own.text)
+  return {
+    locate (key) {
+      const from = [...mapping.origins.keys()].find((k) => key === k || key.startsWith(`${k}.`) || key.startsWith(`${k}[`))
+      if (from === undefined) {
+        // Not from mulchd.toml: the vmfront file's key, or a vmfront default (blamed on the Mulch file, the only one).
+        return own === undefined ? { file: mulch.file, key } : { file: own.file, line: lineOfKey(ownLines!, key), key }
+      }
+      const origin = mapping.origins.get(from)!
+      const rest = key.slice(from.length).replace(/^(\[\d+\]\.)(concurrent_overflow_timeout|limit_max_delay)$/, '$1$2_seconds')
+      const mulchKey = origin.mulchKey + rest
+      return { file: mulch.file, line: rest === '' ? origin.line : lineOfKey(mulchLines, mulchKey), key: mulchKey }
+    }
+  }
+}
+
 /**
  * Reads Mulch's configuration (and an optional vmfront `--config` for vmfront-only
  * settings) into a checked ProxyConfig.
@@ -397,18 +389,26 @@ function mergeDocs (...docs: Array<Record<string, unknown>>): Record<string, unk
  * @throws ProxyError CONFIG_UNREADABLE: a file cannot be read
  */
 export function loadMulchConfig (dirOrFile: string, vmfrontFile?: string, cwd: string = process.cwd()): ProxyConfig {
+  return loadMulchConfigWithSources(dirOrFile, vmfrontFile, cwd).config
+}
+
+/** loadMulchConfig, with where each setting was written. */
+export function loadMulchConfigWithSources (dirOrFile: string, vmfrontFile?: string, cwd: string = process.cwd()): LoadedMulchConfig {
   const file = resolveMulchConfigFile(dirOrFile)
   const folder = dirname(resolve(cwd, file))
+  const mulchText = readText(file, 'Mulch configuration')
   const mapping = mulchConfigToProxyConfig({
     file,
-    text: readText(file, 'Mulch configuration'),
+    text: mulchText,
     cwd,
     present: { extraCerts: exists(join(folder, MULCH_FILES.extraCerts)), errorTemplate: exists(join(folder, MULCH_FILES.errorTemplate)) }
   })
 
   let own: Record<string, unknown> = {}
+  let ownText: string | undefined
   if (vmfrontFile !== undefined) {
     const text = readText(vmfrontFile, 'config file')
+    ownText = text
     try {
       own = parseToml(text) as Record<string, unknown>
     } catch (err) {
@@ -417,10 +417,10 @@ export function loadMulchConfig (dirOrFile: string, vmfrontFile?: string, cwd: s
       throw new FileInvalidError('CONFIG_INVALID', vmfrontFile, [{ path: where, message: `invalid TOML: ${e.message.split('\n')[0]}` }])
     }
     const conflicts: Problem[] = []
+    const ownLines = tomlKeyLines(text)
     for (const [key, origin] of mapping.origins) {
       if (!hasKey(own, key)) continue
-      const [section, name] = key.includes('.') ? key.split('.', 2) : ['', key]
-      const line = section === '' ? findKeyLine(text, name) : findKeyLine(text, name, { name: section, index: -1 })
+      const line = ownLines.get(key)
       const mulchAt = origin.line === undefined ? origin.mulchKey : `${origin.mulchKey}, line ${origin.line}`
       conflicts.push({
         path: line === undefined ? key : `${key} (line ${line})`,
@@ -429,6 +429,7 @@ export function loadMulchConfig (dirOrFile: string, vmfrontFile?: string, cwd: s
     }
     if (conflicts.length > 0) throw new FileInvalidError('CONFIG_INVALID', vmfrontFile, conflicts)
   }
+  const sources = mulchConfigSources(mapping, { file, text: mulchText }, vmfrontFile === undefined || ownText === undefined ? undefined : { file: vmfrontFile, text: ownText })
 
   const merged = mergeDocs(mapping.defaults, own, mapping.given)
   let config: ProxyConfig
@@ -437,24 +438,20 @@ export function loadMulchConfig (dirOrFile: string, vmfrontFile?: string, cwd: s
     config = checkConfig(merged, vmfrontFile ?? file)
   } catch (err) {
     if (!(err instanceof FileInvalidError)) throw err
-    throw attribute(err, mapping.origins, file, vmfrontFile)
+    throw attribute(err, sources)
   }
-  return Object.freeze({ ...config, file, warnings: Object.freeze([...mapping.warnings, ...config.warnings]) })
+  return { config: Object.freeze({ ...config, file, warnings: Object.freeze([...mapping.warnings, ...config.warnings]) }), sources }
 }
 
 /**
- * Names the Mulch key behind each problem `checkConfig` found in the merged
- * document (`listen.http` → `proxy_listen_http`), and the file it came from.
+ * Re-locates each problem `checkConfig` found in the merged document at the file and
+ * key the operator wrote (`listen.http` → mulchd.toml's `proxy_listen_http`).
  */
-function attribute (err: FileInvalidError, origins: ReadonlyMap<string, MulchOrigin>, mulchFile: string, vmfrontFile: string | undefined): FileInvalidError {
+function attribute (err: FileInvalidError, sources: ConfigSources): FileInvalidError {
   const located = err.problems.map((p) => {
-    const key = [...origins.keys()].find((k) => p.path === k || p.path.startsWith(`${k}.`) || p.path.startsWith(`${k}[`))
-    // Not from a Mulch key: from the vmfront file, or a vmfront default (no file to blame but the Mulch one).
-    if (key === undefined) return { file: vmfrontFile ?? mulchFile, problem: p }
-    const origin = origins.get(key)!
-    const rest = p.path.slice(key.length).replace(/^\[(\d+)\]\.(concurrent_overflow_timeout|limit_max_delay)$/, '[$1].$2_seconds')
-    const path = `${origin.mulchKey}${rest}${origin.line === undefined ? '' : ` (line ${origin.line})`}`
-    return { file: mulchFile, problem: { path: `${path} (vmfront ${p.path})`, message: p.message } }
+    const at = sources.locate(p.path)
+    const where = `${at.key}${at.line === undefined ? '' : ` (line ${at.line})`}${at.key === p.path ? '' : ` (vmfront ${p.path})`}`
+    return { file: at.file, problem: { path: where, message: p.message } }
   })
   const files = new Set(located.map((l) => l.file))
   if (files.size === 1) return new FileInvalidError('CONFIG_INVALID', located[0].file, located.map((l) => l.problem))

@@ -6,7 +6,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { findKeyLine, loadMulchConfig, mulchConfigToProxyConfig, type MulchConfigSource } from '../../proxy/mulch-config.ts'
+import { loadMulchConfig, loadMulchConfigWithSources, mulchConfigSources, mulchConfigToProxyConfig, type MulchConfigSource } from '../../proxy/mulch-config.ts'
+import { tomlKeyLines } from '../../proxy/toml-positions.ts'
 import { FileInvalidError } from '../../proxy/errors.ts'
 import { CLI, NODE, ROOT, tempDir } from '../helpers/proxy-process.ts'
 import { followProcess } from '../helpers/process-logs.ts'
@@ -52,9 +53,12 @@ t.test('the real mulchd.toml maps key by key', async (t) => {
     }]
   })
   t.same(m.defaults, { acme: { enabled: true } }, 'mulch-proxy always runs ACME; a --config may turn it off')
-  t.same(m.origins.get('listen.http'), { mulchKey: 'proxy_listen_http', line: findKeyLine(REAL_TOML, 'proxy_listen_http') })
+  t.same(m.origins.get('listen.http'), { mulchKey: 'proxy_listen_http', line: tomlKeyLines(REAL_TOML).get('proxy_listen_http') })
   t.equal(m.origins.get('routes_file')?.mulchKey, 'data_path')
   t.same(m.warnings, [], 'proxy_listen_ssh is mulchd\'s: silently skipped')
+  const sources = mulchConfigSources(m, { file: '/etc/mulch/mulchd.toml', text: REAL_TOML })
+  t.same(sources.locate('rate_profile[0].limit_max_delay'), { file: '/etc/mulch/mulchd.toml', line: 25, key: 'proxy_rate[0].limit_max_delay_seconds' })
+  t.same(sources.locate('log.level'), { file: '/etc/mulch/mulchd.toml', key: 'log.level' }, 'a vmfront default: no line')
 })
 
 t.test('mulch-proxy\'s defaults where the file is silent; its special values', async (t) => {
@@ -124,6 +128,11 @@ t.test('--config gives vmfront-only settings; a setting in both files is exit 2 
   t.equal(config.listen.https?.host, '127.0.0.1', 'mulchd.toml is silent: --config may set it')
   t.equal(config.timeouts.connectMs, 2000, 'vmfront-only setting')
   t.equal(config.acme.enabled, false)
+  // What `vmfront check --mulch-config` reports with: each setting at the file, line and key written.
+  const { sources } = loadMulchConfigWithSources(etc, own)
+  t.same(sources.locate('listen.http'), { file: join(etc, 'mulchd.toml'), line: 2, key: 'proxy_listen_http' })
+  t.same(sources.locate('routes_file'), { file: join(etc, 'mulchd.toml'), line: 1, key: 'data_path' })
+  t.same(sources.locate('timeouts.connect'), { file: own, line: 7, key: 'timeouts.connect' })
 
   writeFileSync(own, '[listen]\nadmin = "127.0.0.1:0"\nhttp = "127.0.0.1:8080"\n')
   const r = runCli(['proxy', '--mulch-config', etc, '--config', own])
