@@ -134,6 +134,11 @@ const SECTIONS: Record<string, TableSpec> = {
   listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES
 }
 
+/** Whether a top-level key exists in the config (the Mulch mapping sets `ports_file` only once it does). */
+export function isTopLevelConfigKey (key: string): boolean {
+  return Object.hasOwn(TOP, key)
+}
+
 /** The folder of the checkout (for the embedded default's example files). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 

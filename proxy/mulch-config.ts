@@ -14,7 +14,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { checkConfig, type ProxyConfig } from './config.ts'
+import { checkConfig, isTopLevelConfigKey, type ProxyConfig } from './config.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { hostnameProblem } from './route-table.ts'
 import { lineOfKey, tomlKeyLines } from './toml-positions.ts'
@@ -156,7 +156,8 @@ export function mulchConfigToProxyConfig (source: MulchConfigSource): MulchMappi
   give('', 'data_dir', dataPath, 'data_path', dataLine)
   give('', 'routes_file', join(dataPath, MULCH_FILES.domains), 'data_path', dataLine)
   give('', 'pid_file', join(dataPath, MULCH_FILES.pid), 'data_path', dataLine)
-  // TODO(ports): ports_file = join(dataPath, MULCH_FILES.ports) once the config has ports_file (SPEC §11).
+  // SPEC §11's ports_file comes with TCP forwarding, merged separately: mapped as soon as the config knows the key.
+  if (isTopLevelConfigKey('ports_file')) give('', 'ports_file', join(dataPath, MULCH_FILES.ports), 'data_path', dataLine)
   const folder = dirname(resolve(source.cwd, file))
   if (source.present.extraCerts) give('tls', 'extra_certs_file', join(folder, MULCH_FILES.extraCerts), MULCH_FILES.extraCerts, undefined)
   if (source.present.errorTemplate) give('error_pages', 'template', join(folder, MULCH_FILES.errorTemplate), MULCH_FILES.errorTemplate, undefined)
