@@ -146,6 +146,11 @@ t.test('--config gives vmfront-only settings; a setting in both files is exit 2 
   t.match(r.stderr, join(etc, 'mulchd.toml'), 'and the Mulch file')
   t.match(r.stderr, /listen\.http \(line 3\): is also given by .*\(proxy_listen_http, line 2\)/)
 
+  // What only vmfront's checker finds in a Mulch value is still reported at the Mulch key and line.
+  writeFileSync(join(etc, 'mulchd.toml'), `data_path = ${JSON.stringify(join(dir, 'data'))}\nproxy_listen_http = "nonsense"\n[[proxy_rate]]\nname = "default"\nconcurrent_max_requests = 2\nvip_list = ["not-an-ip"]\n`)
+  const attributed = problemsOf(() => loadMulchConfig(etc))
+  t.same(attributed.map((p) => p.path), ['proxy_listen_http (line 2) (vmfront listen.http)', 'proxy_rate[0].vip_list[0] (line 6) (vmfront rate_profile[0].vip_list[0])'])
+
   writeFileSync(join(etc, 'mulchd.toml'), 'proxy_listen_http = "127.0.0.1:0"\nproxy_rate_limit = 3\n')
   const bad = runCli(['proxy', '--mulch-config', join(etc, 'mulchd.toml')])
   t.equal(bad.status, 2, 'an unknown proxy_ key: exit 2')
