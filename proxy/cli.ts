@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util'
 import { loadConfig } from './config.ts'
+import { loadMulchConfig } from './mulch-config.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
 import { MAX_KEPT_PROBLEMS, parseRouteFileText } from './route-table.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
@@ -16,7 +17,8 @@ import { nearestWord } from './suggest.ts'
 const USAGE = `Usage: vmfront <command> [options]
 
 Commands:
-  proxy [--config FILE]        run the proxy in the foreground (embedded default without --config)
+  proxy [--config FILE]        run the proxy in the foreground (embedded default without --config;
+        [--mulch-config DIR]   --mulch-config reads Mulch's mulchd.toml, to replace mulch-proxy)
   check [--config FILE] [--json]
                                validate the config and every file it names, binding and writing
                                nothing; print every problem (exit 0 valid, 2 invalid)
@@ -34,15 +36,19 @@ Options: --version prints the version; COMMAND --help prints that command's usag
 Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.
 `
 
-const PROXY_USAGE = `Usage: vmfront proxy [--config FILE]
+const PROXY_USAGE = `Usage: vmfront proxy [--config FILE] [--mulch-config DIR_OR_FILE]
 
 Runs the proxy in the foreground. Without --config it runs on the embedded default
 (HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9180, a built-in example backend).
 Signals: SIGHUP reloads, SIGTERM/SIGINT drain and exit, SIGUSR2 writes a dump.
 
 Options:
-  -c, --config FILE   the proxy's TOML configuration
-  -h, --help          this text
+  -c, --config FILE                the proxy's TOML configuration; with --mulch-config,
+                                   vmfront-only settings (admin listener, timeouts, log...)
+      --mulch-config DIR_OR_FILE   stand in for mulch-proxy: read Mulch's mulchd.toml
+                                   (DIR means DIR/mulchd.toml) and mulch-proxy's files
+                                   (see "Replacing mulch-proxy" in the README)
+  -h, --help                       this text
 `
 
 const ROUTES_USAGE = `Usage: vmfront routes check [--all] FILE
@@ -88,9 +94,9 @@ function fail (code: number, message: string): number {
 }
 
 async function runProxyCommand (args: string[]): Promise<number> {
-  let values: { config?: string, help?: boolean }
+  let values: { config?: string, 'mulch-config'?: string, help?: boolean }
   try {
-    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
   } catch (err) {
     return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${PROXY_USAGE}`)
   }
@@ -100,7 +106,8 @@ async function runProxyCommand (args: string[]): Promise<number> {
   }
   let config
   try {
-    config = loadConfig(values.config)
+    const mulchConfig = values['mulch-config']
+    config = mulchConfig === undefined ? loadConfig(values.config) : loadMulchConfig(mulchConfig, values.config)
   } catch (err) {
     if (err instanceof FileInvalidError) {
       return fail(2, `vmfront proxy: invalid configuration in ${err.file}:\n${err.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`)

@@ -7,6 +7,7 @@ import { isIP } from 'node:net'
 import { parseDuration } from './duration.ts'
 import { ipEntryProblem } from './ip-match.ts'
 import type { Problem } from './errors.ts'
+import { hostnameProblem } from './route-table.ts'
 
 export type KeyKind =
   | { type: 'string' }
@@ -18,6 +19,8 @@ export type KeyKind =
   | { type: 'enum', values: readonly string[] }
   | { type: 'ip-list' }
   | { type: 'string-list' }
+  /** DNS host names (certificate names): lower-case, IDN as punycode. */
+  | { type: 'hostname-list' }
 
 export interface KeySpec {
   kind: KeyKind
@@ -94,12 +97,17 @@ function convert (kind: KeyKind, value: unknown): { ok: true, value: unknown } |
         ? { ok: true, value }
         : fail(`must be one of ${kind.values.map((v) => `"${v}"`).join(', ')}, not ${describe(value)}`)
     case 'ip-list':
+    case 'hostname-list':
     case 'string-list': {
       if (!Array.isArray(value)) return fail(`must be an array of strings, not ${describe(value)}`)
       for (const [i, entry] of value.entries()) {
         if (typeof entry !== 'string') return fail(`[${i}] must be a string, not ${describe(entry)}`)
         if (kind.type === 'ip-list') {
           const problem = ipEntryProblem(entry)
+          if (problem !== undefined) return fail(`[${i}] ${problem}`)
+        }
+        if (kind.type === 'hostname-list') {
+          const problem = hostnameProblem(entry)
           if (problem !== undefined) return fail(`[${i}] ${problem}`)
         }
       }

@@ -22,7 +22,15 @@ export interface ProxyConfig {
   /** Starts a tiny built-in backend here (the embedded default's example VM). */
   readonly exampleBackend: ListenAddress | undefined
   readonly listen: { readonly http?: ListenAddress, readonly https?: ListenAddress, readonly admin?: ListenAddress }
-  readonly acme: { readonly enabled: boolean, readonly directoryUrl: string, readonly email: string, readonly caFile: string, readonly profile: string }
+  readonly acme: {
+    readonly enabled: boolean
+    readonly directoryUrl: string
+    readonly email: string
+    readonly caFile: string
+    readonly profile: string
+    /** Names a certificate may be ordered for although no route names them (mulchd's listen_https_domain). */
+    readonly extraDomains: readonly string[]
+  }
   readonly tls: { readonly extraCertsFile: string }
   readonly chain: {
     readonly mode: 'none' | 'parent' | 'child'
@@ -80,7 +88,8 @@ const ACME: TableSpec = {
   directory_url: { kind: { type: 'string' }, default: 'letsencrypt-staging' },
   email: { kind: { type: 'string' }, default: '' },
   ca_file: { kind: { type: 'string' }, default: '' },
-  profile: { kind: { type: 'string' }, default: '' }
+  profile: { kind: { type: 'string' }, default: '' },
+  extra_domains: { kind: { type: 'hostname-list' }, default: [] }
 }
 const TLS: TableSpec = {
   extra_certs_file: { kind: { type: 'string' }, default: '' }
@@ -129,6 +138,11 @@ const ERROR_PAGES: TableSpec = {
 }
 const SECTIONS: Record<string, TableSpec> = {
   listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES
+}
+
+/** Whether a top-level key exists in the config (the Mulch mapping sets `ports_file` only once it does). */
+export function isTopLevelConfigKey (key: string): boolean {
+  return Object.hasOwn(TOP, key)
 }
 
 /** The folder of the checkout (for the embedded default's example files). */
@@ -198,7 +212,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
     pidFile: path(top.pid_file),
     exampleBackend: top.example_backend as ListenAddress | undefined,
     listen: s.listen as ProxyConfig['listen'],
-    acme: { enabled: s.acme.enabled as boolean, directoryUrl: s.acme.directory_url as string, email: s.acme.email as string, caFile: path(s.acme.ca_file), profile: s.acme.profile as string },
+    acme: { enabled: s.acme.enabled as boolean, directoryUrl: s.acme.directory_url as string, email: s.acme.email as string, caFile: path(s.acme.ca_file), profile: s.acme.profile as string, extraDomains: s.acme.extra_domains as string[] },
     tls: { extraCertsFile: path(s.tls.extra_certs_file) },
     chain: {
       mode: chain.mode as ProxyConfig['chain']['mode'],

@@ -49,8 +49,20 @@ function escapeHtml (text: string): string {
 }
 
 /**
+ * What ends a `$NAME` placeholder in a Mulch template: mulch-proxy's
+ * `common.StringExpandVariables` replaces `$ERROR_CODE` only when a separator of
+ * this set (or the end of the text) follows it, so `$ERROR_CODEX` stays as written.
+ */
+const MULCH_SEPARATOR = String.raw`(?=[ \t\n,.;:()\[\]{}'"/\\!?<>@#|*+\-=]|$)`
+const MULCH_CODE = new RegExp(String.raw`\$ERROR_CODE` + MULCH_SEPARATOR, 'g')
+const MULCH_MESSAGE = new RegExp(String.raw`\$ERROR_MESSAGE` + MULCH_SEPARATOR, 'g')
+
+/**
  * Builds the renderer. A template file uses `{{code}}`, `{{reason}}` and
- * `{{message}}`; a missing placeholder is fine, an unreadable file is an error.
+ * `{{message}}`, or mulch-proxy's `$ERROR_CODE` and `$ERROR_MESSAGE` (so Mulch's
+ * `templates/error_page.html` works unchanged); a missing placeholder is fine, an
+ * unreadable file is an error. The message is vmfront's fixed text, never the
+ * upstream error mulch-proxy put there.
  */
 export function createErrorPages (templateFile: string): ErrorPages {
   let template = BUILT_IN
@@ -72,7 +84,9 @@ export function createErrorPages (templateFile: string): ErrorPages {
         page = Buffer.from(template
           .replaceAll('{{code}}', String(status))
           .replaceAll('{{reason}}', escapeHtml(reason(status)))
-          .replaceAll('{{message}}', escapeHtml(message)))
+          .replaceAll('{{message}}', escapeHtml(message))
+          .replace(MULCH_CODE, String(status))
+          .replace(MULCH_MESSAGE, escapeHtml(message)))
         cache.set(status, page)
       }
       return page

@@ -28,6 +28,7 @@ import { startChain, type ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
 import { isUnlimited } from './rate-profile.ts'
+import { hostnameProblem } from './route-table.ts'
 import { createUpstreamErrorLog } from './upstream-errors.ts'
 import { buildInfo } from './build-info.ts'
 import type { ExtraCertsFailure, ReloadFailure, StatusPageInput, WorkerInfo } from './status-page.ts'
@@ -129,8 +130,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     storageDir: config.dataDir,
     acme: { enabled: config.acme.enabled, directoryUrl: config.acme.directoryUrl, email: config.acme.email, caFile: config.acme.caFile === '' ? undefined : config.acme.caFile, profile: config.acme.profile },
     extraCertsFile: config.tls.extraCertsFile === '' ? undefined : config.tls.extraCertsFile,
-    // Never order for an arbitrary SNI name: only for domains we route (chained ones included).
-    policy: (domain) => holder.router.has(domain) || (chain?.ownHosts?.().includes(domain) ?? false),
+    // Never order for an arbitrary SNI name: only for domains we route (chained ones included)
+    // that are DNS names (a Mulch file may route "my_app.example.com": served, never ordered),
+    // or that the config names (acme.extra_domains: mulchd's listen_https_domain).
+    policy: (domain) => (holder.router.has(domain) && hostnameProblem(domain) === undefined) || config.acme.extraDomains.includes(domain) || (chain?.ownHosts?.().includes(domain) ?? false),
     logger: logger.child({ component: 'certs' })
   })
   certs.on('order', (e) => {

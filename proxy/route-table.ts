@@ -7,7 +7,9 @@
  * Two shapes are accepted and detected by their form:
  * - version 1: `{ "version": 1, "routes": [ { "domain": ..., ... } ] }`
  * - the legacy file Mulch's daemon writes (`mulch-proxy-domains.db`): an object keyed
- *   by domain whose values carry `Name`, `VMName`, `DestinationHost`, ...
+ *   by domain whose values carry the fields of Mulch's `common.Domain` (`Name`,
+ *   `VMName`, `DestinationHost`, ..., `TargetURL`, `Chained`), read the way
+ *   mulch-proxy reads them (SPEC §10).
  */
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
@@ -19,12 +21,15 @@ export type RedirectCode = typeof REDIRECT_CODES[number]
 /** The route file version this module reads and writes. */
 export const ROUTE_FILE_VERSION = 1
 
-/** Where a routed request goes: an `http://host:port` origin. */
+/**
+ * Where a routed request goes: an `http://host:port` origin (a VM), or for a Mulch
+ * `Chained` entry the child proxy's URL, which may be `https://`.
+ */
 export interface Target {
   /** `host` as written (IPv6 without brackets). */
   readonly host: string
   readonly port: number
-  /** `http://host:port`, IPv6 bracketed: the key for connection pools. */
+  /** `http://host:port` (or `https://` for a chained Mulch child), IPv6 bracketed: the key for connection pools. */
   readonly origin: string
 }
 
@@ -37,6 +42,13 @@ export interface Route {
   readonly redirectToHttps: boolean
   readonly vm?: string
   readonly rateProfile?: string
+  /**
+   * Set for a Mulch domains-file entry with `Chained: true` (a domain a mulch-proxy
+   * child registered with its parent): `target` is the child's URL (`TargetURL`),
+   * forwarded over plain HTTP/1.1 with Host preserved as mulch-proxy does. In parent
+   * mode such forwards must carry `Mulch-PSK` (left to the chain layer).
+   */
+  readonly mulchChained?: true
 }
 
 /** A validated, deep-frozen route table. */
@@ -119,7 +131,14 @@ export interface RouteJson {
 
 const TOP_KEYS = new Set(['$schema', 'version', 'routes'])
 const ROUTE_KEYS = new Set(['domain', 'target', 'redirect_to', 'redirect_code', 'redirect_to_https', 'vm', 'rate_profile'])
-const LEGACY_KEYS = new Set(['Name', 'VMName', 'RedirectTo', 'RedirectCode', 'DestinationHost', 'DestinationPort', 'RedirectToHTTPS', 'RateProfile'])
+/**
+ * Every field Mulch's `common.Domain` marshals (`ReverseProxy` is `json:"-"`):
+ * mulchd writes them all, with `TargetURL` "" and `Chained` false; a mulch-proxy
+ * parent writes its children's domains with `TargetURL` = the child and `Chained`.
+ */
+const LEGACY_KEYS = new Set(['Name', 'VMName', 'RedirectTo', 'RedirectCode', 'DestinationHost', 'DestinationPort', 'RedirectToHTTPS', 'RateProfile', 'TargetURL', 'Chained'])
+/** A label of a name mulchd accepts but DNS (and so ACME) does not: "_" and "*" allowed, hyphens anywhere. */
+const MULCH_LABEL = /^[a-z0-9_*-]{1,63}$/
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
 const PROFILE_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 
@@ -145,6 +164,28 @@ export function hostnameProblem (name: string): string | undefined {
     if (label.startsWith('xn--') && domainToASCII(label) === '') return `"${name}" has an invalid punycode label "${label}"`
   }
   if (/^[0-9]+$/.test(labels[labels.length - 1])) return `"${name}" has an all-numeric top-level label`
+  return undefined
+}
+
+/**
+ * Checks a name from Mulch's domains file. mulchd takes any lower-cased string as a
+ * domain; mulch-proxy routes it when a Host header matches it exactly. The names a
+ * Host header can carry (labels of letters, digits, "_", "*" and "-"; IPv4
+ * addresses) are accepted even when they are not DNS host names (`_` is common in
+ * Mulch VM names): they are routed, and never ordered from ACME (the certificate
+ * policy asks hostnameProblem). Names no Host header can match are still errors.
+ * @returns an error message, or undefined when the name can be served
+ */
+export function mulchHostProblem (name: string): string | undefined {
+  const strict = hostnameProblem(name)
+  if (strict === undefined) return undefined
+  if (name.length === 0 || name.length > 253 || name !== name.toLowerCase()) return strict
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(name)) return strict
+  for (const label of name.split('.')) {
+    if (label.length === 0) return `"${name}" has an empty label`
+    if (!MULCH_LABEL.test(label)) return `"${name}" has an invalid label "${label}" (letters, digits, "_", "*" and "-", 1-63 characters)`
+  }
   return undefined
 }
 
@@ -177,6 +218,31 @@ export function parseTarget (text: string): Target | string {
   return { host, port, origin }
 }
 
+/**
+ * Parses the `TargetURL` of a Mulch `Chained` entry: the child's
+ * `proxy_chain_child_url`, `http://` or `https://` (mulch-proxy forwards there with
+ * Go's HTTP client), with no path beyond "/" (a prefix would be prepended to every
+ * request path by mulch-proxy; vmfront forwards to an origin only).
+ * @returns the target, or an error message
+ */
+export function parseMulchChildUrl (text: string): Target | string {
+  const bad = (problem: string): string => `${showValue(text)} ${problem}`
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return bad('is not a URL (expected the child proxy\'s http:// or https:// URL)')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return bad('must use http:// or https://')
+  if (url.username !== '' || url.password !== '') return bad('must not carry credentials')
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') return bad('must be only scheme://host:port (vmfront forwards to an origin, not a path)')
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  if (host === '') return bad('has no host')
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port)
+  const origin = `${url.protocol}//${isIP(host) === 6 ? `[${host}]` : host}:${port}`
+  return { host, port, origin }
+}
+
 function typeName (value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
@@ -195,6 +261,8 @@ interface RawRoute {
   redirectToHttps?: unknown
   vm?: unknown
   rateProfile?: unknown
+  /** A Mulch `Chained` entry: `target` is the child's TargetURL (parseMulchChildUrl). */
+  chained?: boolean
 }
 
 /** Field names as they are written in each format, for error paths. */
@@ -206,6 +274,8 @@ interface FieldNames {
   redirectToHttps: string
   vm: string
   rateProfile: string
+  /** Mulch's format: names mulchd accepts are served (mulchHostProblem), with a warning when not DNS names. */
+  mulchHosts?: boolean
 }
 
 const V1_FIELDS: FieldNames = {
@@ -218,6 +288,18 @@ const V1_FIELDS: FieldNames = {
   rateProfile: 'rate_profile'
 }
 
+/**
+ * The host name check of a format: strict for v1; for Mulch's file, names mulchd
+ * accepts are served, with a warning when ACME can never cover them.
+ */
+function hostProblem (name: string, names: FieldNames, path: string | undefined, warnings: ProblemList): string | undefined {
+  const strict = hostnameProblem(name)
+  if (strict === undefined || names.mulchHosts !== true) return strict
+  const lenient = mulchHostProblem(name)
+  if (lenient === undefined && path !== undefined) warnings.add(path, `${strict}: served as mulch-proxy does, but never given an ACME certificate`)
+  return lenient
+}
+
 function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: ProblemList, warnings: ProblemList): Route | undefined {
   const before = errors.count
   const err = (field: string, message: string): void => { errors.add(`${at}.${field}`, message) }
@@ -227,7 +309,7 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Pr
   else if (typeof raw.domain !== 'string') err(names.domain, `must be a string, not ${typeName(raw.domain)}`)
   else {
     domain = raw.domain.endsWith('.') ? raw.domain.slice(0, -1) : raw.domain
-    const problem = hostnameProblem(domain)
+    const problem = hostProblem(domain, names, `${at}.${names.domain}`, warnings)
     if (problem !== undefined) err(names.domain, problem)
   }
 
@@ -235,7 +317,7 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Pr
   if (raw.target !== undefined) {
     if (typeof raw.target !== 'string') err(names.target, `must be a string, not ${typeName(raw.target)}`)
     else {
-      const parsed = parseTarget(raw.target)
+      const parsed = raw.chained === true ? parseMulchChildUrl(raw.target) : parseTarget(raw.target)
       if (typeof parsed === 'string') err(names.target, parsed)
       else target = parsed
     }
@@ -245,7 +327,8 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Pr
   if (raw.redirectTo !== undefined) {
     if (typeof raw.redirectTo !== 'string') err(names.redirectTo, `must be a string, not ${typeName(raw.redirectTo)}`)
     else {
-      const problem = hostnameProblem(raw.redirectTo)
+      // Only a Location header carries it: nothing to warn about.
+      const problem = hostProblem(raw.redirectTo, names, undefined, warnings)
       if (problem !== undefined) err(names.redirectTo, problem)
       else redirectTo = raw.redirectTo
     }
@@ -292,6 +375,7 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Pr
   if (redirectTo !== undefined) Object.assign(route, { redirectTo })
   if (vm !== undefined) Object.assign(route, { vm })
   if (rateProfile !== undefined) Object.assign(route, { rateProfile })
+  if (raw.chained === true && target !== undefined) Object.assign(route, { mulchChained: true })
   return Object.freeze(route)
 }
 
@@ -351,8 +435,11 @@ const LEGACY_FIELDS: FieldNames = {
   redirectCode: 'RedirectCode',
   redirectToHttps: 'RedirectToHTTPS',
   vm: 'VMName',
-  rateProfile: 'RateProfile'
+  rateProfile: 'RateProfile',
+  mulchHosts: true
 }
+/** A `Chained` entry forwards to its `TargetURL`. */
+const LEGACY_CHAINED_FIELDS: FieldNames = { ...LEGACY_FIELDS, target: 'TargetURL' }
 
 function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList): Route[] {
   const routes: Route[] = []
@@ -369,11 +456,28 @@ function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warning
     if (typeof name === 'string' && name !== key) {
       errors.add(`${at}.Name`, `${showValue(name)} does not match its key ${showValue(key)}`)
     }
+    if (entry.Chained !== undefined && typeof entry.Chained !== 'boolean') {
+      errors.add(`${at}.Chained`, `must be true or false, not ${typeName(entry.Chained)}`)
+      continue
+    }
+    if (entry.TargetURL !== undefined && typeof entry.TargetURL !== 'string') {
+      errors.add(`${at}.TargetURL`, `must be a string, not ${typeName(entry.TargetURL)}`)
+      continue
+    }
+    const chained = entry.Chained === true
     const redirectTo = entry.RedirectTo === '' ? undefined : entry.RedirectTo
     let target: unknown
-    if (redirectTo === undefined) {
+    if (redirectTo === undefined && chained) {
+      // A child's domain at a mulch-proxy parent: forwarded to the child's URL.
+      if (entry.TargetURL === undefined || entry.TargetURL === '') {
+        errors.add(`${at}.TargetURL`, 'is required when Chained is true (the child proxy\'s URL)')
+        continue
+      }
+      target = entry.TargetURL
+    } else if (redirectTo === undefined) {
+      // mulch-proxy ignores TargetURL here: it rebuilds it from DestinationHost:DestinationPort.
       if (typeof entry.DestinationHost !== 'string' || entry.DestinationHost === '') {
-        errors.add(`${at}.DestinationHost`, 'is required when RedirectTo is empty')
+        errors.add(`${at}.DestinationHost`, 'is required when RedirectTo is empty and Chained is not true')
         continue
       }
       const port = entry.DestinationPort ?? 80
@@ -384,6 +488,13 @@ function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warning
       const host = entry.DestinationHost
       target = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port as number}`
     }
+    // mulch-proxy uses the "default" profile for a name it does not know; one that
+    // could never name a profile here is the same case, not a reason to refuse the file.
+    let rateProfile = entry.RateProfile
+    if (typeof rateProfile === 'string' && rateProfile !== '' && !PROFILE_NAME.test(rateProfile)) {
+      warnings.add(`${at}.RateProfile`, `${showValue(rateProfile)} is not a valid profile name: the "default" profile applies, as in mulch-proxy`)
+      rateProfile = undefined
+    }
     // Mulch writes RedirectCode 0 for "unset".
     const redirectCode = entry.RedirectCode === 0 ? undefined : entry.RedirectCode
     const route = validateRoute({
@@ -393,8 +504,9 @@ function parseLegacy (doc: Record<string, unknown>, errors: ProblemList, warning
       redirectCode: redirectTo === undefined ? undefined : redirectCode,
       redirectToHttps: entry.RedirectToHTTPS,
       vm: entry.VMName,
-      rateProfile: entry.RateProfile
-    }, at, LEGACY_FIELDS, errors, warnings)
+      rateProfile,
+      chained: redirectTo === undefined && chained
+    }, at, redirectTo === undefined && chained ? LEGACY_CHAINED_FIELDS : LEGACY_FIELDS, errors, warnings)
     if (route === undefined) continue
     // Keys are unique, but "d.test." names the same domain as "d.test" (Name must
     // equal its key, so only the trailing dot can make them differ): one of the two
