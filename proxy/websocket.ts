@@ -174,6 +174,7 @@ export function createWebSocketProxy (options: WebSocketProxyOptions): WebSocket
       req.headers['x-forwarded-proto'] = client.proto
       req.headers['x-forwarded-host'] = client.forwardedHost
       req.headers['x-real-ip'] = client.clientIp
+      req.headers['x-request-id'] = client.requestId
       const handshake = new Handshake(socket, deadlines, done)
       starting.set(req, handshake)
       try {
