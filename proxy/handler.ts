@@ -24,6 +24,7 @@ import { hasDuplicateHost, splitAbsoluteTarget, toOriginForm } from './request-t
 import { CLIENT_ERROR_STATUS } from './client-errors.ts'
 import { writeRawRedirect, writeRawResponse } from './raw-response.ts'
 import { RequestIds, REQUEST_ID_HEADER } from './request-id.ts'
+import { normalizeIp } from './ip-match.ts'
 
 /** Holds the router being served; reloads replace `router` in one assignment. */
 export interface RouterHolder {
@@ -40,7 +41,7 @@ export interface ActiveRequest extends AccessEntry {
 
 /** A new ActiveRequest, every field present from the start (one object shape). */
 function newActive (req: ClientRequest): ActiveRequest {
-  return { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: req.socket?.remoteAddress ?? '', requestId: '', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 }
+  return { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: normalizeIp(req.socket?.remoteAddress ?? ''), requestId: '', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 }
 }
 
 /** Forwards a chained domain's request to its child (parent mode). */

@@ -20,7 +20,7 @@ import { createIpMatcher } from './ip-match.ts'
 import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
-import { createListener, type ManagedListener } from './server.ts'
+import { createListener, listenOn, type ManagedListener } from './server.ts'
 import { createAdminApp, createAdminServer } from './admin.ts'
 import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
@@ -226,14 +226,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     }
     if (config.listen.admin !== undefined) {
       admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, dump }))
-      const server = admin
-      ports.admin = await new Promise<number>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(config.listen.admin!.port, config.listen.admin!.host, () => {
-          const info = server.address()
-          resolve(typeof info === 'object' && info !== null ? info.port : 0)
-        })
-      })
+      ports.admin = await listenOn(admin, config.listen.admin, logger, 'admin')
     }
   } catch (err) {
     await certs.stop().catch(() => {})
