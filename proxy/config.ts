@@ -127,6 +127,9 @@ const SECTIONS: Record<string, TableSpec> = {
   listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES
 }
 
+/** Every key of the TOML (besides `[[rate_profile]]`): proxy/config-json-schema.ts builds the editors' schema from it. */
+export const CONFIG_SPEC: { readonly top: TableSpec, readonly sections: Readonly<Record<string, TableSpec>> } = { top: TOP, sections: SECTIONS }
+
 /** The folder of the checkout (for the embedded default's example files). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
