@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, UpstreamFailure } from './forward.ts'
+import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, ForwardStats, UpstreamFailure } from './forward.ts'
 import type { ErrorPages } from './error-pages.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { IpMatcher } from './ip-match.ts'
@@ -44,8 +44,8 @@ function newActive (req: ClientRequest): ActiveRequest {
   return { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: normalizeIp(req.socket?.remoteAddress ?? ''), requestId: '', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 }
 }
 
-/** Forwards a chained domain's request to its child (parent mode). */
-export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void) => void
+/** Forwards a chained domain's request to its child (parent mode); `stats` as the forwarder's. */
+export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void, stats?: ForwardStats) => void
 
 /** Forwards a WebSocket (HTTP/1.1 upgrade) for a chained domain to its child (parent mode); `done` is called once. */
 export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void) => void
@@ -266,7 +266,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         if (entry.chain !== undefined && deps.chainForward !== undefined) {
           active.upstream = entry.chain.url
           active.forwardedAt = performance.now()
-          deps.chainForward(req, res, entry, client, onError)
+          deps.chainForward(req, res, entry, client, onError, active)
           return
         }
         const target = route.target

@@ -2,6 +2,13 @@
 // scheme, upstream (never sent to the client), upstream_ms and request_id: a real
 // proxy process, a real VM, raw HTTP/1.1 bytes and a WebSocket.
 import t from 'tap'
+import http from 'node:http'
+import http2 from 'node:http2'
+import net from 'node:net'
+import { createChildPool } from '../../proxy/chain/h2-pool.ts'
+import { createChainForwarder } from '../../proxy/chain/h2-forward.ts'
+import type { RouteEntry } from '../../proxy/router.ts'
+import { memoryLogger } from '../chain/chain-helpers.ts'
 import { startBackend, rawRequest, webSocketRoundTrip } from '../helpers/backend.ts'
 import { startProxyProcess, routesDoc } from '../helpers/proxy-process.ts'
 
@@ -55,4 +62,34 @@ t.test('the access log has the §13 fields, for forwarded, refused and WebSocket
   t.equal(wsLine.upstream, vm.origin)
   t.ok((wsLine.bytes_in as number) > 0 && (wsLine.bytes_out as number) > 0, 'tunnel bytes counted')
   t.match(wsLine.request_id, /^[0-9a-f]{16}-/)
+})
+
+t.test('a chain child\'s answer reports its time to headers and body bytes, and gets the request id', async (t) => {
+  // The child answers after 50 ms with 3000 bytes; the parent side is the real chain forwarder and pool.
+  const seen: string[] = []
+  const child = http2.createServer((req, res) => {
+    seen.push(String(req.headers['x-request-id']))
+    setTimeout(() => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('y'.repeat(3000)) }, 50)
+  })
+  await new Promise<void>((resolve) => child.listen(0, '127.0.0.1', resolve))
+  const sessions = new Set<http2.ServerHttp2Session>()
+  child.on('session', (s) => { sessions.add(s) })
+  t.teardown(() => new Promise<void>((resolve) => { for (const s of sessions) s.destroy(); child.close(() => { resolve() }) }))
+  const url = `http://127.0.0.1:${(child.address() as net.AddressInfo).port}`
+  const pool = createChildPool({ child: 'c1', url, logger: memoryLogger().logger, pingIntervalMs: 1000, pingTimeoutMs: 1000, connectTimeoutMs: 1000, idleTimeoutMs: 0, maxConcurrentStreams: 10, onReset: () => {} })
+  const forward = createChainForwarder({ pool: () => pool, responseTimeoutMs: 5000, idleTimeoutMs: 5000 })
+  const entry = { domain: 'app.test', route: { domain: 'app.test', redirectCode: 302, redirectToHttps: false }, chain: { child: 'c1', url }, profile: 'default' } as RouteEntry
+  const stats = { headersAt: 0, bytesOut: 0 }
+  let sentAt = 0
+  const parent = http.createServer((req, res) => {
+    sentAt = performance.now()
+    forward(req, res, entry, { clientIp: '203.0.113.7', forwardedFor: '203.0.113.7', proto: 'http', forwardedHost: 'app.test', requestId: 'parent-id-1' }, () => { res.destroy() }, stats)
+  })
+  await new Promise<void>((resolve) => parent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { pool.close(true); parent.closeAllConnections(); parent.close(() => { resolve() }) }))
+  const res = await rawRequest((parent.address() as net.AddressInfo).port, 'GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n')
+  t.match(res.data, /^HTTP\/1\.1 200 /)
+  t.equal(stats.bytesOut, 3000, 'body bytes counted')
+  t.ok(stats.headersAt - sentAt >= 45, `time to the child's headers (${(stats.headersAt - sentAt).toFixed(1)} ms)`)
+  t.same(seen, ['parent-id-1'], 'the child got the request id')
 })
