@@ -399,7 +399,7 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
         deps.websockets.upgrade(req, socket, head, target!.origin, client, (status, failure) => {
           if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
           finish(status, failure)
-        })
+        }, active)
       }
 
       // SPEC §7: a chained request was rate limited once, at the parent.

@@ -61,6 +61,7 @@ t.test('the access log has the §13 fields, for forwarded, refused and WebSocket
   const wsLine = await proxy.waitForLog((l) => l.msg === 'access' && l.path === '/ws' && l.status === 101)
   t.equal(wsLine.upstream, vm.origin)
   t.ok((wsLine.bytes_in as number) > 0 && (wsLine.bytes_out as number) > 0, 'tunnel bytes counted')
+  t.ok(typeof wsLine.upstream_ms === 'number' && wsLine.upstream_ms >= 0 && wsLine.upstream_ms <= (wsLine.duration_ms as number), 'upstream_ms: time to the VM\'s 101')
   t.match(wsLine.request_id, /^[0-9a-f]{16}-/)
 })
 
