@@ -39,10 +39,18 @@ export function openLogFile (path: string): LogFile {
   let fd = openLog(path)
   let lost = 0
   let lastError = ''
+  /** A write stopped inside a line: the next one first ends it, so that line alone is garbled. */
+  let midLine = false
   const append = (text: string): void => {
-    const buf = Buffer.from(text)
+    const buf = Buffer.from(midLine ? '\n' + text : text)
     let off = 0
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off)
+    try {
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off)
+      midLine = false
+    } catch (err) {
+      if (off > 0) midLine = buf[off - 1] !== 0x0a
+      throw err
+    }
   }
   return {
     path,
@@ -66,6 +74,7 @@ export function openLogFile (path: string): LogFile {
       const next = openLog(path)
       const old = fd
       fd = next
+      midLine = false
       closeSync(old)
     },
     close (): void {
