@@ -33,16 +33,23 @@ export type TableSpec = Record<string, KeySpec>
 export interface ListenAddress {
   host: string
   port: number
+  /**
+   * Written ":port": every address, IPv6 and IPv4 (host "::", dual stack), or
+   * IPv4 alone on a host without IPv6 (server.ts listenOn).
+   */
+  anyHost?: boolean
 }
 
-/** Parses "host:port" / "[v6]:port" / ":port"; undefined for "" (disabled). */
+/** Parses "host:port" / "[v6]:port" / ":port" (dual stack); undefined for "" (disabled). */
 export function parseListenAddress (text: string): ListenAddress | undefined | string {
   if (text === '') return undefined
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text)
   if (m === null) return `"${text}" is not host:port`
-  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2])
+  const anyHost = m[2] === ''
+  const host = m[1] ?? (anyHost ? '::' : m[2])
   const port = Number(m[3])
   if (port > 65535) return `"${text}" has a port over 65535`
+  if (anyHost) return { host, port, anyHost }
   if (m[1] !== undefined && isIP(host) !== 6) return `"${text}" has an invalid IPv6 address`
   if (m[2] !== undefined && m[2] !== '' && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) return `"${text}" has an invalid host`
   return { host, port }

@@ -64,7 +64,8 @@ export interface ProxyConfig {
   }
   readonly upstream: { readonly keepAliveMs: number, readonly maxConnectionsPerTarget: number }
   readonly limits: { readonly maxHeaderBytes: number, readonly maxRequestsPerConnection: number }
-  readonly log: { readonly level: LogLevel, readonly access: boolean }
+  /** `file`: '' writes to stdout; else an absolute path, reopened on SIGUSR1. */
+  readonly log: { readonly level: LogLevel, readonly access: boolean, readonly file: string }
   readonly errorPages: { readonly template: string }
   /** The `[[rate_profile]]` tables, checked; always has "default". */
   readonly rateProfiles: readonly RateProfile[]
@@ -131,7 +132,8 @@ const LIMITS: TableSpec = {
 }
 const LOG: TableSpec = {
   level: { kind: { type: 'enum', values: LOG_LEVELS }, default: 'info' },
-  access: { kind: { type: 'bool' }, default: true }
+  access: { kind: { type: 'bool' }, default: true },
+  file: { kind: { type: 'string' }, default: '' }
 }
 const ERROR_PAGES: TableSpec = {
   template: { kind: { type: 'string' }, default: '' }
@@ -144,6 +146,8 @@ const SECTIONS: Record<string, TableSpec> = {
 export function isTopLevelConfigKey (key: string): boolean {
   return Object.hasOwn(TOP, key)
 }
+/** Every key of the TOML (besides `[[rate_profile]]`): proxy/config-json-schema.ts builds the editors' schema from it. */
+export const CONFIG_SPEC: { readonly top: TableSpec, readonly sections: Readonly<Record<string, TableSpec>> } = { top: TOP, sections: SECTIONS }
 
 /** The folder of the checkout (for the embedded default's example files). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -241,7 +245,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
     },
     upstream: { keepAliveMs: s.upstream.keepalive as number, maxConnectionsPerTarget: s.upstream.max_connections_per_target as number },
     limits: { maxHeaderBytes: s.limits.max_header_bytes as number, maxRequestsPerConnection: s.limits.max_requests_per_connection as number },
-    log: { level: s.log.level as LogLevel, access: s.log.access as boolean },
+    log: { level: s.log.level as LogLevel, access: s.log.access as boolean, file: path(s.log.file) },
     errorPages: { template: path(s.error_pages.template) },
     rateProfiles,
     warnings

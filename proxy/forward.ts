@@ -36,11 +36,22 @@ export interface ForwarderOptions {
   maxConnectionsPerTarget: number
 }
 
+/**
+ * What a forward reports for the access log, written into an object the caller
+ * already has for the request (no allocation per request here).
+ */
+export interface ForwardStats {
+  /** performance.now() when the VM's response head arrived (0: never). */
+  headersAt: number
+  /** Response body bytes written to the client. */
+  bytesOut: number
+}
+
 /** Sends a request to an origin and writes the answer into the client response. */
 export interface Forwarder {
   forward (
     req: ClientRequest, res: ClientResponse, origin: string, path: string, headers: string[],
-    onError: (outcome: ForwardOutcome) => void
+    onError: (outcome: ForwardOutcome) => void, stats?: ForwardStats
   ): void
   /** The dispatcher, shared with the WebSocket path's pool bookkeeping. */
   readonly dispatcher: Dispatcher
@@ -132,6 +143,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, SlotWaiter {
   private readonly res: ClientResponse
   private readonly options: Dispatcher.DispatchOptions & { origin: string }
   private readonly report: (outcome: ForwardOutcome) => void
+  private readonly stats: ForwardStats | undefined
   private controller: Dispatcher.DispatchController | undefined = undefined
   /** Set while waiting for a slot. */
   private ticket: SlotTicket | undefined = undefined
@@ -150,11 +162,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler, SlotWaiter {
   private readonly dispatchLater = (): void => { this.dispatch() }
   private readonly resumeLater = (): void => { if (!this.finished && !this.waitingDrain) this.controller?.resume() }
 
-  constructor (ctx: ForwardContext, res: ClientResponse, options: Dispatcher.DispatchOptions & { origin: string }, onError: (outcome: ForwardOutcome) => void) {
+  constructor (ctx: ForwardContext, res: ClientResponse, options: Dispatcher.DispatchOptions & { origin: string }, onError: (outcome: ForwardOutcome) => void, stats: ForwardStats | undefined) {
     this.ctx = ctx
     this.res = res
     this.options = options
     this.report = onError
+    this.stats = stats
   }
 
   /** Starts the deadline and takes (or queues for) a slot. */
@@ -258,6 +271,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, SlotWaiter {
       return
     }
     this.started = true
+    if (this.stats !== undefined) this.stats.headersAt = performance.now()
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[]
     writeResponseHead(this.res, statusCode, downstreamHeaders(raw), statusMessage)
   }
@@ -267,6 +281,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, SlotWaiter {
       this.abort(clientError(CLIENT_ABORT))
       return
     }
+    if (this.stats !== undefined) this.stats.bytesOut += chunk.length
     if ((this.res as ServerResponse).write(chunk)) return
     controller.pause()
     if (!this.waitingDrain) {
@@ -343,7 +358,7 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
   }
   return {
     dispatcher: agent,
-    forward (req, res, origin, path, headers, onError): void {
+    forward (req, res, origin, path, headers, onError, stats): void {
       const te = req.headers['transfer-encoding']
       const cl = req.headers['content-length']
       // HTTP/2 frames its body with DATA frames and END_STREAM, not a header: a request
@@ -360,7 +375,7 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
         body: hasBody ? req : null,
         // A streamed body cannot be replayed: never retry on another connection.
         idempotent: !hasBody && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
-      }, onError)
+      }, onError, stats)
       const start = (): void => {
         if (te === undefined) {
           handler.begin()

@@ -8,14 +8,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, UpstreamFailure } from './forward.ts'
+import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, ForwardStats, UpstreamFailure } from './forward.ts'
 import type { ErrorPages } from './error-pages.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { IpMatcher } from './ip-match.ts'
 import type { Router, RouteEntry } from './router.ts'
 import type { WebSocketProxy } from './websocket.ts'
 import type { Logger } from './log.ts'
-import type { AccessLog } from './access-log.ts'
+import type { AccessLog, AccessEntry } from './access-log.ts'
 import { resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
 import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
@@ -23,22 +23,29 @@ import { createLogThrottle } from './log-throttle.ts'
 import { hasDuplicateHost, splitAbsoluteTarget, toOriginForm } from './request-target.ts'
 import { CLIENT_ERROR_STATUS } from './client-errors.ts'
 import { writeRawRedirect, writeRawResponse } from './raw-response.ts'
+import { RequestIds, REQUEST_ID_HEADER } from './request-id.ts'
+import { normalizeIp } from './ip-match.ts'
 
 /** Holds the router being served; reloads replace `router` in one assignment. */
 export interface RouterHolder {
   router: Router
 }
 
-/** A request being answered (or a WebSocket open), as listed in the diagnostic dump. */
-export interface ActiveRequest {
+/**
+ * A request being answered (or a WebSocket open), as listed in the diagnostic dump;
+ * at its end, the access-log entry (one object per request carries it all).
+ */
+export interface ActiveRequest extends AccessEntry {
   readonly start: number
-  readonly req: ClientRequest
-  domain: string
-  client: string
 }
 
-/** Forwards a chained domain's request to its child (parent mode). */
-export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void) => void
+/** A new ActiveRequest, every field present from the start (one object shape). */
+function newActive (req: ClientRequest): ActiveRequest {
+  return { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: normalizeIp(req.socket?.remoteAddress ?? ''), requestId: '', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 }
+}
+
+/** Forwards a chained domain's request to its child (parent mode); `stats` as the forwarder's. */
+export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void, stats?: ForwardStats) => void
 
 /** Forwards a WebSocket (HTTP/1.1 upgrade) for a chained domain to its child (parent mode); `done` is called once. */
 export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void) => void
@@ -90,11 +97,12 @@ interface Identity {
  * Who the client is: from a trusted proxy or the authenticated chain parent, the
  * forwarding headers are believed; from anyone else, the peer address is.
  */
-function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string): Identity {
+function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string, ids: RequestIds): Identity {
   const peer = req.socket?.remoteAddress ?? ''
   const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
   const trusted = fromParent || deps.trustedProxies.matches(peer)
-  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies), fromParent, trusted }
+  const requestId = ids.resolve(req.headers[REQUEST_ID_HEADER], trusted)
+  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies, requestId), fromParent, trusted }
 }
 
 /**
@@ -173,15 +181,17 @@ export function isWebSocketUpgrade (req: IncomingMessage): boolean {
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {
   const { metrics, errorPages, forwarder } = deps
   const unknown = metrics.domain(UNKNOWN_DOMAIN)
+  const ids = new RequestIds()
   // A dead VM under load would otherwise log one line per request.
   const upstreamLog = createLogThrottle(1000)
 
-  function sendError (res: ClientResponse, status: number, extra?: Readonly<Record<string, string>>): void {
+  function sendError (res: ClientResponse, active: ActiveRequest, status: number, extra?: Readonly<Record<string, string>>): void {
     if (res.headersSent || res.destroyed) {
       res.destroy()
       return
     }
     const body = errorPages.body(status)
+    if (res.req.method !== 'HEAD') active.bytesOut = body.length
     const headers: Record<string, string | number> = { 'content-type': 'text/html; charset=utf-8', 'content-length': body.length, 'cache-control': 'no-store', ...extra }
     ;(res as ServerResponse).writeHead(status, headers)
     res.end(body)
@@ -193,7 +203,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
   }
 
   return function handleRequest (req: ClientRequest, res: ClientResponse): void {
-    const active: ActiveRequest = { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: req.socket?.remoteAddress ?? '' }
+    const active = newActive(req)
     deps.active.add(active)
     metrics.inFlight.value++
     let failure: UpstreamFailure | undefined
@@ -214,31 +224,36 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       const recorder = active.domain === UNKNOWN_DOMAIN ? unknown : metrics.domain(active.domain)
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      deps.accessLog?.write(req, status, seconds, active.domain, active.client, failure)
+      const log = deps.accessLog
+      if (log !== undefined) {
+        if (active.requestId === '') active.requestId = ids.next()
+        log.write(active, status, seconds, scheme, failure)
+      }
     })
 
     try {
       const refused = refusedStatus(req)
       if (refused !== 0) {
-        sendError(res, refused, 'stream' in res ? undefined : CONNECTION_CLOSE)
+        sendError(res, active, refused, 'stream' in res ? undefined : CONNECTION_CLOSE)
         return
       }
       const path = originFormPath(req)
       if (path === undefined) {
-        sendError(res, 400, 'stream' in res ? undefined : CONNECTION_CLOSE)
+        sendError(res, active, 400, 'stream' in res ? undefined : CONNECTION_CLOSE)
         return
       }
       if (scheme === 'http' && deps.challenge !== undefined && deps.challenge(req as IncomingMessage, res)) return
       const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
       const entry = deps.routes.router.match(host)
       if (entry === undefined) {
-        sendError(res, 404)
+        sendError(res, active, 404)
         return
       }
       active.domain = entry.domain
-      const identity = identifyClient(deps, req, scheme, host ?? entry.domain)
+      const identity = identifyClient(deps, req, scheme, host ?? entry.domain, ids)
       const client = identity.client
       active.client = client.clientIp
+      active.requestId = client.requestId
       const route = entry.route
 
       const location = redirectLocation(deps, entry, identity, path)
@@ -254,19 +269,23 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         deps.onUpstreamError?.(entry.domain, outcome)
         const suppressed = upstreamLog.admit(`${entry.domain} ${outcome.failure ?? ''}`)
         if (suppressed >= 0) deps.logger.warn('upstream failed', { domain: entry.domain, reason: outcome.failure, status: outcome.status, err: outcome.error, ...(suppressed > 0 ? { suppressed } : {}) })
-        sendError(res, outcome.status)
+        sendError(res, active, outcome.status)
       }
       const forward = (): void => {
         if (entry.chain !== undefined && deps.chainForward !== undefined) {
-          deps.chainForward(req, res, entry, client, onError)
+          active.upstream = entry.chain.url
+          active.forwardedAt = performance.now()
+          deps.chainForward(req, res, entry, client, onError, active)
           return
         }
         const target = route.target
         if (target === undefined) {
-          sendError(res, 502)
+          sendError(res, active, 502)
           return
         }
-        forwarder.forward(req, res, target.origin, path, upstreamHeaders(req.rawHeaders, client, req.headers.connection), onError)
+        active.upstream = target.origin
+        active.forwardedAt = performance.now()
+        forwarder.forward(req, res, target.origin, path, upstreamHeaders(req.rawHeaders, client, req.headers.connection), onError, active)
       }
 
       // SPEC §7: a chained request was rate limited once, at the parent.
@@ -279,15 +298,15 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         const profile = limiter.profile(entry.profile).name
         metrics.rateLimited.inc({ profile })
         deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile, reason: refusal.reason })
-        sendError(res, 429, { 'retry-after': String(Math.max(1, Math.ceil(refusal.retryAfterSec))) })
+        sendError(res, active, 429, { 'retry-after': String(Math.max(1, Math.ceil(refusal.retryAfterSec))) })
       }, (err: unknown) => {
         deps.logger.error('request handler failed', { err })
-        sendError(res, 500)
+        sendError(res, active, 500)
       })
     } catch (err) {
       deps.logger.error('request handler failed', { err })
       outcomeStatus = 500
-      sendError(res, 500)
+      sendError(res, active, 500)
     }
   }
 }
@@ -302,10 +321,11 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
  */
 export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { metrics, errorPages } = deps
+  const ids = new RequestIds()
   return function handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
     // The access log and the dump name the real client once it is known (the peer until then).
-    const active: ActiveRequest = { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: req.socket.remoteAddress ?? '' }
+    const active = newActive(req)
     deps.active.add(active)
     metrics.inFlight.value++
     let finished = false
@@ -319,7 +339,15 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
       const seconds = (performance.now() - active.start) / 1000
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      deps.accessLog?.write(req, status, seconds, active.domain, active.client, failure)
+      const log = deps.accessLog
+      if (log !== undefined) {
+        if (active.requestId === '') active.requestId = ids.next()
+        // The client's socket carried this exchange alone: its counters are the tunnel's bytes, handshake included.
+        const tcp = req.socket
+        active.bytesIn = tcp.bytesRead
+        active.bytesOut = tcp.bytesWritten
+        log.write(active, status, seconds, scheme, failure)
+      }
     }
     // Until a forwarder owns the tunnel (and reports its end), a client that leaves is recorded here.
     socket.once('close', () => { if (!handedOff) finish(499) })
@@ -346,9 +374,10 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
         return
       }
       active.domain = entry.domain
-      const identity = identifyClient(deps, req, scheme, host ?? entry.domain)
+      const identity = identifyClient(deps, req, scheme, host ?? entry.domain, ids)
       const client = identity.client
       active.client = client.clientIp
+      active.requestId = client.requestId
       const route = entry.route
 
       const location = redirectLocation(deps, entry, identity, path)
@@ -367,6 +396,8 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
 
       const open = (): void => {
         handedOff = true
+        active.upstream = chainUpgrade !== undefined ? entry.chain!.url : target!.origin
+        active.forwardedAt = performance.now()
         if (chainUpgrade !== undefined) {
           chainUpgrade(req, socket, head, entry, client, (status, failure) => {
             if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure, child: entry.chain?.child })
@@ -377,7 +408,7 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
         deps.websockets.upgrade(req, socket, head, target!.origin, client, (status, failure) => {
           if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
           finish(status, failure)
-        })
+        }, { stats: active })
       }
 
       // SPEC §7: a chained request was rate limited once, at the parent.

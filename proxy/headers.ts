@@ -7,6 +7,7 @@
  */
 import type { IpMatcher } from './ip-match.ts'
 import { normalizeIp } from './ip-match.ts'
+import { REQUEST_ID_HEADER } from './request-id.ts'
 
 /**
  * Connection-specific headers that never cross a proxy (RFC 9110 §7.6.1, plus the
@@ -17,9 +18,12 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'
 ])
 
-/** Headers that carry the client's identity; replaced unless the peer is trusted. */
+/**
+ * Headers that carry the client's identity, and the request id; replaced unless
+ * the peer is trusted (the request id: see proxy/request-id.ts).
+ */
 export const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded', REQUEST_ID_HEADER
 ])
 
 /**
@@ -49,6 +53,8 @@ export interface ClientInfo {
   proto: string
   /** The host the client asked for at the edge. */
   forwardedHost: string
+  /** The X-Request-Id sent on (kept from a trusted front, else generated). */
+  requestId: string
 }
 
 /** Lists the tokens of a Connection header ("close, x-foo" → ['close', 'x-foo']). */
@@ -68,10 +74,11 @@ export function resolveClient (
   headers: NodeJS.Dict<string | string[]>,
   ownProto: string,
   host: string,
-  trustedProxies: IpMatcher
+  trustedProxies: IpMatcher,
+  requestId: string
 ): ClientInfo {
   const peer = normalizeIp(peerIp)
-  if (!trustedPeer) return { clientIp: peer, forwardedFor: peer, proto: ownProto, forwardedHost: host }
+  if (!trustedPeer) return { clientIp: peer, forwardedFor: peer, proto: ownProto, forwardedHost: host, requestId }
   const incoming = joinHeader(headers['x-forwarded-for'])
   const chain = incoming === '' ? [] : incoming.split(',').map((s) => s.trim()).filter((s) => s !== '')
   let clientIp = peer
@@ -85,7 +92,8 @@ export function resolveClient (
     clientIp,
     forwardedFor: incoming === '' ? peer : `${chain.join(', ')}, ${peer}`,
     proto: proto === 'http' || proto === 'https' ? proto : ownProto,
-    forwardedHost: fwdHost === '' ? host : fwdHost
+    forwardedHost: fwdHost === '' ? host : fwdHost,
+    requestId
   }
 }
 
@@ -132,7 +140,8 @@ export function upstreamHeaders (rawHeaders: readonly string[], client: ClientIn
     'x-forwarded-for', client.forwardedFor,
     'x-forwarded-proto', client.proto,
     'x-forwarded-host', client.forwardedHost,
-    'x-real-ip', client.clientIp
+    'x-real-ip', client.clientIp,
+    'x-request-id', client.requestId
   )
   return out
 }

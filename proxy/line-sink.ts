@@ -6,7 +6,12 @@
  * slow consumer) is bounded: past MAX_BUFFERED_BYTES lines are dropped and
  * counted, and the count is written once the output catches up.
  */
-import type { Writable } from 'node:stream'
+/** Where a sink writes: process.stdout, or a log file (proxy/log-file.ts). */
+export interface LineOutput {
+  /** Bytes accepted but not yet written (0 for a synchronous output). */
+  readonly writableLength: number
+  write (chunk: string): unknown
+}
 
 export interface LineSink {
   write (line: string): void
@@ -18,7 +23,7 @@ export interface LineSink {
 export const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
 /** A sink over `out`; lines are flushed at the end of the current turn or at 64 KiB. */
-export function createLineSink (out: Writable): LineSink {
+export function createLineSink (out: LineOutput): LineSink {
   let pending = ''
   let pendingLines = 0
   let dropped = 0

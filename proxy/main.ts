@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import type http from 'node:http'
 import type { ProxyConfig } from './config.ts'
 import { createLineSink } from './line-sink.ts'
+import { openLogFile } from './log-file.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
 import { createErrorPages } from './error-pages.ts'
@@ -19,7 +20,7 @@ import { createIpMatcher } from './ip-match.ts'
 import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
-import { createListener, type ManagedListener } from './server.ts'
+import { createListener, listenOn, type ManagedListener } from './server.ts'
 import { createAdminApp, createAdminServer } from './admin.ts'
 import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
@@ -91,7 +92,10 @@ function createCertManagerOrFail (options: Parameters<typeof createCertManager>[
 
 /** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
 export async function startProxy (config: ProxyConfig, options: { handleSignals?: boolean } = {}): Promise<RunningProxy> {
-  const sink = createLineSink(process.stdout)
+  const logFile = config.log.file === '' ? undefined : openLogFile(config.log.file)
+  // Said on stdout, where an operator who finds nothing else (journalctl, docker logs) looks.
+  if (logFile !== undefined) process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
+  const sink = createLineSink(logFile ?? process.stdout)
   const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
   const metrics = createMetrics()
   const errorPages = createErrorPages(config.errorPages.template)
@@ -264,14 +268,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     }
     if (config.listen.admin !== undefined) {
       admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
-      const server = admin
-      ports.admin = await new Promise<number>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(config.listen.admin!.port, config.listen.admin!.host, () => {
-          const info = server.address()
-          resolve(typeof info === 'object' && info !== null ? info.port : 0)
-        })
-      })
+      ports.admin = await listenOn(admin, config.listen.admin, logger, 'admin')
     }
   } catch (err) {
     await certs.stop().catch(() => {})
@@ -386,6 +383,17 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     process.on('SIGTERM', () => { shutdown('SIGTERM') })
     process.on('SIGINT', () => { shutdown('SIGINT') })
     process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
+    // logrotate's postrotate: the renamed file is left to it, new lines go to a new one.
+    process.on('SIGUSR1', () => {
+      if (logFile === undefined) return
+      sink.flush()
+      try {
+        logFile.reopen()
+        logger.info('log file reopened', { file: logFile.path })
+      } catch (err) {
+        logger.error('cannot reopen the log file: still writing to the previous one', { file: logFile.path, reason: describeError(err) })
+      }
+    })
   }
 
   return { ports, stopped, reload, shutdown }

@@ -54,6 +54,8 @@ const KEYS = [
   'limit_requests_per_second', 'limit_max_delay', 'vip_list'
 ] as const
 const KNOWN = new Set<string>(KEYS)
+/** The keys of a `[[rate_profile]]` table (proxy/config.schema.json is checked against them). */
+export const RATE_PROFILE_KEYS: readonly string[] = KEYS
 
 /** The implicit `default` profile: unlimited. */
 export function unlimitedProfile (name: string = DEFAULT_PROFILE_NAME): RateProfile {

@@ -6,7 +6,7 @@
  */
 import http from 'node:http'
 import http2 from 'node:http2'
-import type { Socket } from 'node:net'
+import type { Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { ClientRequest, ClientResponse } from './forward.ts'
@@ -140,14 +140,7 @@ export function createListener (
     name,
     server,
     listen (address: ListenAddress): Promise<number> {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen({ host: address.host, port: address.port, backlog: 4096 }, () => {
-          server.off('error', reject)
-          const info = server.address()
-          resolve(typeof info === 'object' && info !== null ? info.port : address.port)
-        })
-      })
+      return listenOn(server, address, deps.logger, name)
     },
     stopAccepting (): void {
       server.close()
@@ -164,5 +157,35 @@ export function createListener (
       for (const socket of upgraded) socket.destroy()
       for (const socket of sockets) socket.destroy()
     }
+  }
+}
+
+function listenOnce (server: NetServer, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    // ipv6Only false: "::" takes IPv4 clients too (as ::ffff:a.b.c.d, which ip-match normalizes).
+    server.listen({ host, port, backlog: 4096, ipv6Only: false }, () => {
+      server.off('error', reject)
+      const info = server.address()
+      resolve(typeof info === 'object' && info !== null ? info.port : port)
+    })
+  })
+}
+
+/** Errors of binding "::" on a host whose kernel has IPv6 off or absent. */
+const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT'])
+
+/**
+ * Binds `server` to `address`. ":port" (anyHost) binds "::" dual stack, so IPv6
+ * and IPv4 clients both reach it; on a host without IPv6 it binds 0.0.0.0 and says so.
+ */
+export async function listenOn (server: NetServer, address: ListenAddress, logger: Logger, name: string): Promise<number> {
+  try {
+    return await listenOnce(server, address.host, address.port)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (address.anyHost !== true || !NO_IPV6.has(code)) throw err
+    logger.warn('no IPv6 on this host: listening on IPv4 only', { listener: name, port: address.port, reason: code })
+    return await listenOnce(server, '0.0.0.0', address.port)
   }
 }

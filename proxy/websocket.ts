@@ -11,11 +11,17 @@ import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createProxyServer } from 'http-proxy-3'
 import type { Socket } from 'node:net'
-import { classifyUpstreamError, type UpstreamFailure } from './forward.ts'
+import { classifyUpstreamError, type ForwardStats, type UpstreamFailure } from './forward.ts'
 import { FORWARDING_HEADERS, CHAIN_CREDENTIAL_HEADERS, type ClientInfo } from './headers.ts'
 import { DeadlineQueue } from './deadline-queue.ts'
 import type { Deadline } from './deadline-queue.ts'
 import { ProxyError } from './errors.ts'
+
+/** Per-upgrade extras: headers a chain hop adds after the strip, and where the access log's figures go. */
+export interface UpgradeOptions {
+  readonly extraHeaders?: Readonly<Record<string, string>>
+  readonly stats?: ForwardStats
+}
 
 export interface WebSocketProxy {
   /**
@@ -24,7 +30,7 @@ export interface WebSocketProxy {
    * left during the handshake (499), or without one when the tunnel closes (101, or
    * the VM's status when it answered the upgrade with a plain response).
    */
-  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void, extraHeaders?: Readonly<Record<string, string>>): void
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void, options?: UpgradeOptions): void
   close (): void
 }
 
@@ -41,6 +47,8 @@ export interface WebSocketProxyOptions {
 class Handshake {
   private readonly socket: Duplex
   private readonly done: (status: number, failure?: UpstreamFailure) => void
+  /** The access log's time to the VM's answer. */
+  private readonly stats: ForwardStats | undefined
   private readonly deadlines: DeadlineQueue
   private deadline: Deadline | undefined = undefined
   private proxyReq: ClientRequest | undefined = undefined
@@ -62,8 +70,9 @@ class Handshake {
   // A client that no longer waits (FIN) during the handshake has left.
   private readonly onEarlyEnd = (): void => { this.socket.destroy() }
 
-  constructor (socket: Duplex, deadlines: DeadlineQueue, done: (status: number, failure?: UpstreamFailure) => void) {
+  constructor (socket: Duplex, deadlines: DeadlineQueue, done: (status: number, failure?: UpstreamFailure) => void, stats: ForwardStats | undefined) {
     this.socket = socket
+    this.stats = stats
     this.deadlines = deadlines
     this.done = done
     this.deadline = deadlines.start(onHandshakeDeadline, this)
@@ -103,6 +112,7 @@ class Handshake {
 
   private answer (status: number): void {
     this.answered = status
+    if (this.stats !== undefined) this.stats.headersAt = performance.now()
     this.deadlines.cancel(this.deadline)
     this.deadline = undefined
   }
@@ -166,7 +176,7 @@ export function createWebSocketProxy (options: WebSocketProxyOptions): WebSocket
   // Errors are handled per call; this keeps an unhandled 'error' from throwing.
   proxy.on('error', () => {})
   return {
-    upgrade (req, socket, head, origin, client, done, extraHeaders): void {
+    upgrade (req, socket, head, origin, client, done, extras): void {
       for (const name of Object.keys(req.headers)) {
         if (FORWARDING_HEADERS.has(name) || CHAIN_CREDENTIAL_HEADERS.has(name)) delete req.headers[name]
       }
@@ -174,9 +184,10 @@ export function createWebSocketProxy (options: WebSocketProxyOptions): WebSocket
       req.headers['x-forwarded-proto'] = client.proto
       req.headers['x-forwarded-host'] = client.forwardedHost
       req.headers['x-real-ip'] = client.clientIp
+      req.headers['x-request-id'] = client.requestId
       // After the strip: a chain hop's own credential (a Mulch child's Mulch-PSK).
-      if (extraHeaders !== undefined) Object.assign(req.headers, extraHeaders)
-      const handshake = new Handshake(socket, deadlines, done)
+      if (extras?.extraHeaders !== undefined) Object.assign(req.headers, extras.extraHeaders)
+      const handshake = new Handshake(socket, deadlines, done, extras?.stats)
       starting.set(req, handshake)
       try {
         proxy.ws(req, socket, head, { target: origin }, (err) => { handshake.failed(err as Error & { code?: string }) })

@@ -101,7 +101,7 @@ function flatResponseHeaders (headers: http2.IncomingHttpHeaders): string[] {
 
 /** Creates the parent's ChainForwardFn. */
 export function createChainForwarder (options: ChainForwarderOptions): ChainForwardFn {
-  return function forwardToChild (req, res, entry, client, onError): void {
+  return function forwardToChild (req, res, entry, client, onError, stats): void {
     const target = entry.chain
     const pool = target === undefined ? undefined : options.pool(target.child)
     if (target === undefined || pool === undefined) {
@@ -192,6 +192,7 @@ export function createChainForwarder (options: ChainForwarderOptions): ChainForw
         clearTimeout(headersTimer)
         if (settled || res.destroyed) return
         started = true
+        if (stats !== undefined) stats.headersAt = performance.now()
         const status = Number(h2headers[':status'])
         writeResponseHead(res, status, downstreamHeaders(flatResponseHeaders(h2headers)))
         if (options.idleTimeoutMs > 0) {
@@ -203,6 +204,7 @@ export function createChainForwarder (options: ChainForwarderOptions): ChainForw
         }
       })
       stream.on('data', (chunk: Buffer) => {
+        if (stats !== undefined) stats.bytesOut += chunk.length
         if (!(res as ServerResponse).write(chunk)) {
           stream.pause()
           res.once('drain', () => { stream.resume() })

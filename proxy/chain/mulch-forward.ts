@@ -41,5 +41,5 @@ export function upgradeToMulchChild (
   websockets: WebSocketProxy, req: IncomingMessage, socket: Duplex, head: Buffer, childUrl: string, psk: string,
   client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void
 ): void {
-  websockets.upgrade(req, socket, head, originOf(childUrl), client, done, { [MULCH_PSK_HEADER_NAME.toLowerCase()]: psk })
+  websockets.upgrade(req, socket, head, originOf(childUrl), client, done, { extraHeaders: { [MULCH_PSK_HEADER_NAME.toLowerCase()]: psk } })
 }

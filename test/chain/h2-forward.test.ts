@@ -60,7 +60,7 @@ async function startParentSide (t: Teardown, childPort: number, tune: Partial<{ 
   const forward = createChainForwarder({ pool: () => pool, responseTimeoutMs: tune.responseTimeoutMs ?? 10_000, idleTimeoutMs: 10_000 })
   const entry = { domain: 'app.example.com', route: { domain: 'app.example.com', redirectCode: 302, redirectToHttps: false }, chain: { child: 'c1', url: `http://127.0.0.1:${childPort}` }, profile: 'default' } as RouteEntry
   const server = http.createServer((req, res) => {
-    forward(req, res, entry, { clientIp: '203.0.113.7', forwardedFor: '203.0.113.7', proto: 'https', forwardedHost: 'app.example.com' }, (outcome) => {
+    forward(req, res, entry, { clientIp: '203.0.113.7', forwardedFor: '203.0.113.7', proto: 'https', forwardedHost: 'app.example.com', requestId: 'test-request-id' }, (outcome) => {
       if (outcome.failure === 'client_abort') return
       if (res.headersSent) { res.destroy(); return }
       res.writeHead(outcome.status, { 'x-failure': outcome.failure ?? '' })

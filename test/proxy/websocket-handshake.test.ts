@@ -13,7 +13,7 @@ import { pollUntil } from '../helpers/pebble.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-const CLIENT = { clientIp: '127.0.0.1', forwardedFor: '127.0.0.1', proto: 'http', forwardedHost: 'ws.test' }
+const CLIENT = { clientIp: '127.0.0.1', forwardedFor: '127.0.0.1', proto: 'http', forwardedHost: 'ws.test', requestId: 'test-request-id' }
 const UPGRADE = 'GET /ws HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'
 
 async function listen (t: Teardown, server: net.Server): Promise<number> {
