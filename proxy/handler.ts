@@ -16,7 +16,7 @@ import type { Router, RouteEntry } from './router.ts'
 import type { WebSocketProxy } from './websocket.ts'
 import type { Logger } from './log.ts'
 import type { AccessLog, AccessEntry } from './access-log.ts'
-import { resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
+import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
 import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 import { createLogThrottle } from './log-throttle.ts'
@@ -71,6 +71,11 @@ export interface HandlerDeps {
   fromChainParent?: (req: ClientRequest) => boolean
   /** Whether that parent applies redirect_to_https itself (false: a mulch-proxy parent; default true). */
   chainParentRedirects?: () => boolean
+  /**
+   * The PSK sent as `Mulch-PSK` to a mulchd domains file's `Chained` entries (the
+   * mulch-proxy children a Mulch parent forwards to, SPEC §10); undefined: none.
+   */
+  mulchChainPsk?: string
   /** Per-client-IP rate limiting by the route's profile. */
   limiter?: RateLimiter
   chainForward?: ChainForwardFn
@@ -285,7 +290,10 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         }
         active.upstream = target.origin
         active.forwardedAt = performance.now()
-        forwarder.forward(req, res, target.origin, path, upstreamHeaders(req.rawHeaders, client, req.headers.connection), onError, active)
+        const headers = upstreamHeaders(req.rawHeaders, client, req.headers.connection)
+        // A mulch-proxy child believes its parent's X-Forwarded-For only with the PSK.
+        if (route.mulchChained === true && deps.mulchChainPsk !== undefined) headers.push(MULCH_PSK_HEADER_NAME, deps.mulchChainPsk)
+        forwarder.forward(req, res, target.origin, path, headers, onError, active)
       }
 
       // SPEC §7: a chained request was rate limited once, at the parent.

@@ -39,6 +39,8 @@ export const CHAIN_AUTH_HEADER = 'x-vmfront-chain'
  * is stripped from everything forwarded to a VM, whoever sent it.
  */
 export const MULCH_PSK_HEADER = 'mulch-psk'
+/** The same, as mulch-proxy spells it on the wire. */
+export const MULCH_PSK_HEADER_NAME = 'Mulch-PSK'
 
 /** The chain credentials no VM ever receives. */
 export const CHAIN_CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([CHAIN_AUTH_HEADER, MULCH_PSK_HEADER])

@@ -171,6 +171,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
     limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter,
+    mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
     onUpstreamError: (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
   }
   const listenerOptions = {

@@ -29,7 +29,8 @@ import { ChainError, type DomainConflict } from './errors.ts'
 import { MAX_DOMAINS, parseChildUrl, type ChainDomain, type RegisterRequest } from './schema.ts'
 
 /** mulch-proxy's chain header (cmd/mulch-proxy/app.go PSKHeaderName). */
-export const MULCH_PSK_HEADER_NAME = 'Mulch-PSK'
+import { MULCH_PSK_HEADER_NAME } from '../headers.ts'
+export { MULCH_PSK_HEADER_NAME }
 
 /**
  * Host names as mulchd writes them (it accepts `_`): letters, digits, `_`, `.`

@@ -108,9 +108,12 @@ t.test('a real proxy process serves the real fixture: VM domains, redirects, Red
   }
   doc['c1.example.test'] = mulchDomain({ Name: 'c1.example.test', TargetURL: child.origin, Chained: true })
   doc['my_app.example.test'] = mulchDomain({ Name: 'my_app.example.test', VMName: 'my_app', DestinationHost: '127.0.0.1', DestinationPort: vm.port })
+  const psk = 'mulch-parent-psk-0123456789'
   const proxy = await startProxyProcess(t, {
     routes: JSON.stringify(doc) + '\n',
-    listen: '[listen]\nhttp = "127.0.0.1:0"\nhttps = "127.0.0.1:0"\nadmin = "127.0.0.1:0"'
+    listen: '[listen]\nhttp = "127.0.0.1:0"\nhttps = "127.0.0.1:0"\nadmin = "127.0.0.1:0"',
+    // A Mulch parent: its Chained entries carry the PSK its mulch-proxy children check.
+    toml: `[chain]\nmode = "parent"\nparent_url = "http://127.0.0.1:0"\npsk = "${psk}"`
   })
   const loaded = proxy.logs.find((l) => l.msg === 'routes loaded')
   t.equal(loaded?.routes, 6, 'all six entries loaded at start')
@@ -140,6 +143,9 @@ t.test('a real proxy process serves the real fixture: VM domains, redirects, Red
   t.equal(child.requests.length, 1, 'the child got it, not the VM')
   t.equal(child.requests[0].headers.host, 'c1.example.test', 'Host preserved towards the child')
   t.equal(child.requests[0].url, '/c?x=2')
+  t.equal(child.requests[0].headers['mulch-psk'], psk, 'Mulch-PSK sent to the chained child, as mulch-proxy does')
+  t.equal(child.requests[0].headers['x-real-ip'], '127.0.0.1', 'with the client identity')
+  t.equal(vm.requests.filter((r) => r.headers['mulch-psk'] !== undefined).length, 0, 'never to a VM')
 
   const underscore = await get('my_app.example.test')
   t.equal(underscore.status, 200, 'a name with "_" is served')
