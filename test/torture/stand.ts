@@ -91,15 +91,18 @@ function readRssKiB (pid: number): number {
 let ssMissing = false
 
 /**
- * TCP connections to `port` on this host in any state but TIME-WAIT (established,
- * half-closed, closing), by state, and how many hold unread bytes; from `ss`, or
- * undefined without it.
+ * TCP connections to `port` that a process still holds, in any state but TIME-WAIT
+ * (established, half-closed, closing), by state, and how many hold unread bytes;
+ * from `ss`, or undefined without it. A socket the proxy has closed while the VM
+ * keeps its side open (FIN-WAIT-2 with no owner) is the kernel's, not the proxy's:
+ * it holds no fd and ends at net.ipv4.tcp_fin_timeout; it is counted apart as
+ * `orphans` in the states, not as held.
  */
 async function connectionsTo (port: number): Promise<{ count: number, unread: number, states: Record<string, number> } | undefined> {
   if (ssMissing) return undefined
   let stdout: string
   try {
-    ({ stdout } = await run('ss', ['-tnH', 'state', 'connected', 'exclude', 'time-wait', `( dport = :${port} )`]))
+    ({ stdout } = await run('ss', ['-tnpH', 'state', 'connected', 'exclude', 'time-wait', `( dport = :${port} )`]))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') { ssMissing = true; return undefined }
     throw err
@@ -110,6 +113,10 @@ async function connectionsTo (port: number): Promise<{ count: number, unread: nu
   for (const line of stdout.split('\n')) {
     const [state, recvQ] = line.trim().split(/\s+/)
     if (recvQ === undefined) continue
+    if (!line.includes('users:(')) {
+      states.orphans = (states.orphans ?? 0) + 1
+      continue
+    }
     count++
     states[state] = (states[state] ?? 0) + 1
     if (Number(recvQ) > 0) unread++
