@@ -14,7 +14,7 @@ import { rawRequest, startBackend } from '../helpers/backend.ts'
 
 // The operator's PATH: without this checkout's node_modules/.bin (npm test puts Node 24 first).
 const PATH = (process.env.PATH ?? '').split(delimiter).filter((p) => !p.includes('node_modules')).join(delimiter)
-const env = { ...process.env, PATH }
+const env: NodeJS.ProcessEnv = { ...process.env, PATH }
 for (const key of Object.keys(env)) if (key.startsWith('npm_')) delete env[key]
 
 function systemNode (): { path: string, version: string } {
