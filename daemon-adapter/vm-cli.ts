@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline/promises'
+import { parse as parseToml } from 'smol-toml'
 import { readClientKey } from './api-keys.ts'
 import { createApiClient } from './client.ts'
 import type { ApiClient, ChangeInfo, VmInfo } from './client.ts'
@@ -73,6 +74,10 @@ function parseArgs (args: readonly string[]): VmArgs {
 
 /** Finds the daemon's URL and key: flags, then environment, then the daemon config. */
 function connect (args: VmArgs, env: NodeJS.ProcessEnv): ApiClient {
+  return createApiClient(daemonAddress(args, env))
+}
+
+function daemonAddress (args: VmArgs, env: NodeJS.ProcessEnv): { url: string, key: string } {
   let url = args.url ?? env[URL_ENV]
   let key = args.key ?? env[KEY_ENV]
   if (url === undefined || key === undefined || url === '' || key === '') {
@@ -88,7 +93,80 @@ function connect (args: VmArgs, env: NodeJS.ProcessEnv): ApiClient {
       if (key === undefined) throw new AdapterError('USAGE', `no API key: give --key or set ${KEY_ENV} (${config.apiKeysFile} holds only hashed keys)`)
     }
   }
-  return createApiClient({ url, key })
+  return { url, key }
+}
+
+/** When the first progress line is written, then how often: a quick change stays silent. */
+const PROGRESS_FIRST_MS = 2000
+const PROGRESS_EVERY_MS = 5000
+
+/** The ports a VM's domains point at, from the API's "domain" or "domain->port" strings. */
+function domainPorts (vm: VmInfo): number[] {
+  const domains = (vm.definition?.domains ?? []) as unknown[]
+  return [...new Set(domains.map((d) => /->(\d+)$/.exec(String(d))?.[1] ?? '80').map(Number))]
+}
+
+/**
+ * While a create or rebuild waits for its VM (the daemon answers only once the new
+ * revision is up, up to its up_timeout), says on stderr what it waits for and for how
+ * long, asking the daemon about the VM's pending revision on a second connection.
+ * @returns a function that stops the reports and aborts a question in flight (so nothing
+ *   keeps the process alive once the change has answered)
+ */
+function reportProgress (io: CliIo, args: VmArgs, name: string | undefined): () => void {
+  const started = Date.now()
+  const stop = new AbortController()
+  const { url, key } = daemonAddress(args, io.env)
+  const watcher = createApiClient({
+    url,
+    key,
+    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(PROGRESS_EVERY_MS)]) })
+  })
+  let timer: NodeJS.Timeout | undefined
+  const tick = async (): Promise<void> => {
+    let what = name === undefined ? 'the daemon' : `the daemon to start VM "${name}"`
+    if (name !== undefined) {
+      try {
+        const vm = await watcher.info(name)
+        const pending = vm.revisions.find((r) => r.state === 'pending')
+        if (pending !== undefined) {
+          const ports = domainPorts(vm)
+          what = `VM "${name}" r${pending.number} at ${pending.address} to come up` +
+            (ports.length > 0 ? ` (port ${ports.join(', ')} accepting connections)` : '')
+        }
+      } catch {
+        // Not registered yet (the parent is being asked) or a slow answer: say less.
+      }
+    }
+    if (stop.signal.aborted) return
+    io.stderr.write(`waiting for ${what}: ${Math.round((Date.now() - started) / 1000)} s so far\n`)
+    timer = setTimeout(() => { void tick() }, PROGRESS_EVERY_MS)
+  }
+  timer = setTimeout(() => { void tick() }, PROGRESS_FIRST_MS)
+  return () => {
+    stop.abort()
+    clearTimeout(timer)
+  }
+}
+
+/** The `name` in a VM file's TOML, if it reads as one (the daemon reports every problem). */
+function vmName (text: string): string | undefined {
+  try {
+    const name = (parseToml(text) as { name?: unknown }).name
+    return typeof name === 'string' ? name : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Runs a change that waits for a VM, with progress on stderr meanwhile. */
+async function withProgress<T> (io: CliIo, args: VmArgs, name: string | undefined, change: () => Promise<T>): Promise<T> {
+  const stop = reportProgress(io, args, name)
+  try {
+    return await change()
+  } finally {
+    stop()
+  }
 }
 
 function need (args: VmArgs, count: number, what: string): string[] {
@@ -185,7 +263,8 @@ export async function runVmCommand (argv: readonly string[], io: CliIo): Promise
     case 'create': {
       const [file] = need(args, 1, 'a VM file')
       const body = readVmFile(file)
-      const change = await connect(args, io.env).create(body.text, body.file)
+      const client = connect(args, io.env)
+      const change = await withProgress(io, args, vmName(body.text), () => client.create(body.text, body.file))
       printChange(io, 'created', change.vm?.name ?? file, change, args.json)
       return 0
     }
@@ -202,7 +281,9 @@ export async function runVmCommand (argv: readonly string[], io: CliIo): Promise
     }
     case 'rebuild': {
       const [name, file] = need(args, 1, 'a VM name')
-      const change = await connect(args, io.env).rebuild(name, file === undefined ? undefined : readVmFile(file))
+      const client = connect(args, io.env)
+      const body = file === undefined ? undefined : readVmFile(file)
+      const change = await withProgress(io, args, name, () => client.rebuild(name, body))
       printChange(io, 'rebuilt', name, change, args.json)
       return 0
     }
