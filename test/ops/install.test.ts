@@ -15,7 +15,7 @@ import { rawRequest, startBackend } from '../helpers/backend.ts'
 // The operator's PATH: without this checkout's node_modules/.bin (npm test puts Node 24 first).
 const PATH = (process.env.PATH ?? '').split(delimiter).filter((p) => !p.includes('node_modules')).join(delimiter)
 const env: NodeJS.ProcessEnv = { ...process.env, PATH }
-for (const key of Object.keys(env)) if (key.startsWith('npm_')) delete env[key]
+for (const key of Object.keys(env)) if (key.startsWith('npm_') || key === 'NODE_OPTIONS') delete env[key]
 
 function systemNode (): { path: string, version: string } {
   const path = execFileSync('sh', ['-c', 'command -v node'], { env, encoding: 'utf8' }).trim()
