@@ -253,17 +253,23 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   return deepFreeze(config)
 }
 
-/** Parses TOML text; syntax errors name the file, line and column. */
-export function parseConfigText (text: string, file: string): ProxyConfig {
-  let doc: Record<string, unknown>
+/**
+ * Parses a TOML document (vmfront's or Mulch's).
+ * @throws FileInvalidError (CONFIG_INVALID) naming the file, line and column of a syntax error
+ */
+export function parseTomlDocument (text: string, file: string): Record<string, unknown> {
   try {
-    doc = parseToml(text) as Record<string, unknown>
+    return parseToml(text) as Record<string, unknown>
   } catch (err) {
     const e = err as Error & { line?: number, column?: number }
     const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}` : '(syntax)'
     throw new FileInvalidError('CONFIG_INVALID', file, [{ path: where, message: `invalid TOML: ${e.message.split('\n')[0]}` }])
   }
-  return checkConfig(doc, file)
+}
+
+/** Parses TOML text; syntax errors name the file, line and column. */
+export function parseConfigText (text: string, file: string): ProxyConfig {
+  return checkConfig(parseTomlDocument(text, file), file)
 }
 
 /** Reads and checks a config file, or the embedded default when `file` is undefined. */

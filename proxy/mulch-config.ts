@@ -13,8 +13,7 @@
  */
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { parse as parseToml } from 'smol-toml'
-import { checkConfig, isTopLevelConfigKey, type ProxyConfig } from './config.ts'
+import { checkConfig, isTopLevelConfigKey, parseTomlDocument, type ProxyConfig } from './config.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { hostnameProblem } from './route-table.ts'
 import { lineOfKey, tomlKeyLines } from './toml-positions.ts'
@@ -105,14 +104,7 @@ function secondsToDuration (seconds: number): string {
  */
 export function mulchConfigToProxyConfig (source: MulchConfigSource): MulchMapping {
   const { file, text } = source
-  let doc: Record<string, unknown>
-  try {
-    doc = parseToml(text) as Record<string, unknown>
-  } catch (err) {
-    const e = err as Error & { line?: number, column?: number }
-    const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}` : '(syntax)'
-    throw new FileInvalidError('CONFIG_INVALID', file, [{ path: where, message: `invalid TOML: ${e.message.split('\n')[0]}` }])
-  }
+  const doc = parseTomlDocument(text, file)
   const problems: Problem[] = []
   const warnings: string[] = []
   const origins = new Map<string, MulchOrigin>()
@@ -410,13 +402,7 @@ export function loadMulchConfigWithSources (dirOrFile: string, vmfrontFile?: str
   if (vmfrontFile !== undefined) {
     const text = readText(vmfrontFile, 'config file')
     ownText = text
-    try {
-      own = parseToml(text) as Record<string, unknown>
-    } catch (err) {
-      const e = err as Error & { line?: number, column?: number }
-      const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}` : '(syntax)'
-      throw new FileInvalidError('CONFIG_INVALID', vmfrontFile, [{ path: where, message: `invalid TOML: ${e.message.split('\n')[0]}` }])
-    }
+    own = parseTomlDocument(text, vmfrontFile)
     const conflicts: Problem[] = []
     const ownLines = tomlKeyLines(text)
     for (const [key, origin] of mapping.origins) {
