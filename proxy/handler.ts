@@ -110,6 +110,15 @@ function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' |
   return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies, requestId), fromParent, trusted }
 }
 
+/** Identifies the client of a routed request (or upgrade) and records who it is on `active`. */
+function identifyRouted (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string | undefined, entry: RouteEntry, active: ActiveRequest, ids: RequestIds): Identity {
+  active.domain = entry.domain
+  const identity = identifyClient(deps, req, scheme, host ?? entry.domain, ids)
+  active.client = identity.client.clientIp
+  active.requestId = identity.client.requestId
+  return identity
+}
+
 /**
  * The status of a request the proxy refuses before looking at routes, else 0:
  * 505 for a request line claiming a major version other than 1 on an HTTP/1
@@ -254,11 +263,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         sendError(res, active, 404)
         return
       }
-      active.domain = entry.domain
-      const identity = identifyClient(deps, req, scheme, host ?? entry.domain, ids)
+      const identity = identifyRouted(deps, req, scheme, host, entry, active, ids)
       const client = identity.client
-      active.client = client.clientIp
-      active.requestId = client.requestId
       const route = entry.route
 
       const location = redirectLocation(deps, entry, identity, path)
@@ -381,11 +387,8 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
         refuse(404)
         return
       }
-      active.domain = entry.domain
-      const identity = identifyClient(deps, req, scheme, host ?? entry.domain, ids)
+      const identity = identifyRouted(deps, req, scheme, host, entry, active, ids)
       const client = identity.client
-      active.client = client.clientIp
-      active.requestId = client.requestId
       const route = entry.route
 
       const location = redirectLocation(deps, entry, identity, path)
