@@ -28,6 +28,7 @@ import { startChain, type ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
 import { isUnlimited } from './rate-profile.ts'
+import { createPortReloader, createTcpForwarder } from './tcp-forward.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -121,6 +122,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     chainEntries: () => chain?.entries() ?? []
   })
 
+  // TCP port forwards (SPEC §11): the port file plus the route file's `ports`.
+  const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs })
+  const portReloader = createPortReloader({ file: config.portsFile, forwarder: tcp, logger: logger.child({ component: 'tcp' }) })
+
   const certs = createCertManagerOrFail({
     storageDir: config.dataDir,
     acme: { enabled: config.acme.enabled, directoryUrl: config.acme.directoryUrl, email: config.acme.email, caFile: config.acme.caFile === '' ? undefined : config.acme.caFile, profile: config.acme.profile },
@@ -187,7 +192,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) }
+    chain: { mode: config.chain.mode, ...(chain?.status() as object | undefined) },
+    tcp_ports: tcp.status()
   })
 
   try {
@@ -247,6 +253,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       : `start-up failed: ${e.message}`, { cause: err })
   }
 
+  // After the routes and listeners: a port that cannot be bound is logged, not fatal.
+  await portReloader.reload(reloader.table().ports)
+
   try {
     writePidFile(config.pidFile, logger)
   } catch (err) {
@@ -271,12 +280,13 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     ready = false
     logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
     for (const l of listeners) l.stopAccepting()
+    tcp.stopAccepting()
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
         for (const l of listeners) l.closeIdle()
-        const open = listeners.reduce((n, l) => n + l.openSockets(), 0)
+        const open = listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections()
         if ((active.size === 0 && open === 0) || Date.now() >= deadline) {
           resolve()
           return
@@ -287,6 +297,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     })
     const left = active.size
     for (const l of listeners) l.destroyAll()
+    tcp.destroyAll()
     await chain?.stop().catch((err: unknown) => { logger.warn('chain stop failed', { err }) })
     await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
     exampleBackend?.close()
@@ -330,6 +341,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   const reload = async (): Promise<unknown> => {
     const result = await reloader.reload('SIGHUP')
+    await portReloader.reload(reloader.table().ports)
     await certs.loadExtraCerts().catch((err: unknown) => {
       logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })
     })
