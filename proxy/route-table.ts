@@ -11,7 +11,7 @@
  */
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
-import { parseRoutePorts, type TcpPortSpec } from './port-table.ts'
+import { parseRoutePorts, type RoutePortJson, type TcpPortSpec } from './port-table.ts'
 
 /** The redirect codes a route may use. */
 export const REDIRECT_CODES = [301, 302, 307, 308] as const
@@ -493,8 +493,10 @@ export function routeToJson (route: Route): RouteJson {
  * Serialises routes as a v1 file: sorted by domain, two-space indented, with a
  * trailing newline, so the same table always gives the same bytes.
  */
-export function serializeRouteTable (routes: readonly (Route | RouteJson)[]): string {
+export function serializeRouteTable (routes: readonly (Route | RouteJson)[], ports: readonly RoutePortJson[] = []): string {
   const json = routes.map((r) => ('redirectCode' in r ? routeToJson(r) : r))
   json.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))
-  return JSON.stringify({ version: ROUTE_FILE_VERSION, routes: json }, null, 2) + '\n'
+  // `ports` only when there are some: a file without them keeps its exact bytes.
+  const doc = ports.length > 0 ? { version: ROUTE_FILE_VERSION, routes: json, ports } : { version: ROUTE_FILE_VERSION, routes: json }
+  return JSON.stringify(doc, null, 2) + '\n'
 }
