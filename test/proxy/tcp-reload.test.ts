@@ -39,6 +39,7 @@ t.test('a reload adds, removes and keeps forwards; kept connections are not cut'
   const onChanged = await connectFrom(changed, '127.0.0.22')
   t.teardown(() => { for (const s of [onKept, onKeptVm, onRemoved, onChanged]) s.destroy() })
   for (const s of [onKept, onKeptVm, onRemoved, onChanged]) t.equal(await echoOnce(s, 'before'), 'before')
+  t.equal(echoB.sockets.size, 1, 'a listed source gets its own forward before the public one')
 
   // traffic keeps flowing on the kept connection while the reload happens
   let stop = false
@@ -94,6 +95,9 @@ t.test('a port that cannot be bound is reported; the others still apply; a later
   t.teardown(() => s.destroy())
   t.equal(await echoOnce(s, 'ok'), 'ok', 'the other port serves')
   t.equal(metricValue(await proxy.metrics(), `vmfront_tcp_listener_up{port="${busyPort}"}`), 0)
+  const status = await (await fetch(`http://127.0.0.1:${proxy.ports.admin}/status`)).json() as { tcp_ports: Array<Record<string, unknown>> }
+  t.match(status.tcp_ports.find((p) => p.listen === `127.0.0.1:${busyPort}`), { listening: false, error: 'address already in use', connections: 0 }, '/status names the failure')
+  t.match(status.tcp_ports.find((p) => p.listen === `127.0.0.1:${ok}`), { listening: true, connections: 1, forwards: [{ allow: [], target: `127.0.0.1:${echo.port}`, proxy_protocol: 0 }] })
   await new Promise<void>((resolve) => { busy.close(() => { resolve() }) })
   await reloadPorts(proxy)
   await proxy.waitForLog((l) => l.msg === 'tcp forward port open' && l.listen === `127.0.0.1:${busyPort}`, 5000)
