@@ -143,3 +143,27 @@ t.test('SIGTERM drains open TCP connections, then exits', async (t) => {
   const code = await proxy.exited
   t.equal(code, 0, 'exits once the connection has ended, before timeouts.drain (5s)')
 })
+
+t.test('route file ports reload on SIGHUP; a listen address in both files keeps everything', async (t) => {
+  const echo = await startEcho(t)
+  const [fromPortsFile, fromRoutes] = [await freePort(), await freePort()]
+  const proxy = await startTcpProxy(t, mulchPort(fromPortsFile, { '*': [echo.port] }))
+  const s = await connectFrom(fromPortsFile)
+  t.teardown(() => s.destroy())
+  t.equal(await echoOnce(s, 'a'), 'a')
+  proxy.writeRoutes({ version: 1, routes: [], ports: [{ listen: `127.0.0.1:${fromRoutes}`, target: `127.0.0.1:${echo.port}` }] })
+  await reloadPorts(proxy)
+  await proxy.waitForLog((l) => l.msg === 'tcp forward port open' && l.listen === `127.0.0.1:${fromRoutes}`, 5000)
+  const r = await connectFrom(fromRoutes)
+  t.teardown(() => r.destroy())
+  t.equal(await echoOnce(r, 'b'), 'b', 'the route file\'s forward serves')
+  // Both files on one address: the whole port set stays as it was.
+  proxy.writeRoutes({ version: 1, routes: [], ports: [{ listen: `127.0.0.1:${fromPortsFile}`, target: `127.0.0.1:${echo.port}` }] })
+  const from = proxy.logs.length
+  proxy.child.kill('SIGHUP')
+  const conflict = await proxy.waitForLog((l) => String(l.msg).startsWith('tcp forwards conflict'), 5000, from)
+  t.equal(conflict.path, 'routes_file $.ports[0]')
+  t.match(String(conflict.problem), new RegExp(`listens on 127\\.0\\.0\\.1:${fromPortsFile} like ports_file`))
+  t.equal(await echoOnce(s, 'c'), 'c', 'the port file\'s connection goes on')
+  t.equal(await echoOnce(r, 'd'), 'd', 'the route file\'s earlier forward is kept too')
+})
