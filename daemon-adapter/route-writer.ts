@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { parseRouteFileText, serializeRouteTable } from '../proxy/route-table.ts'
 import type { RouteJson } from '../proxy/route-table.ts'
-import type { RoutePortJson } from '../proxy/port-table.ts'
+import type { RoutePortJson } from '../proxy/route-table.ts'
 import { AdapterError } from './errors.ts'
 import type { Revision } from './registry.ts'
 

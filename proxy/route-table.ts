@@ -12,6 +12,8 @@
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
 import { parseRoutePorts, type RoutePortJson, type TcpPortSpec } from './port-table.ts'
+// daemon-adapter imports only this module from proxy/: the port shapes pass through it.
+export type { RoutePortJson, TcpPortSpec } from './port-table.ts'
 
 /** The redirect codes a route may use. */
 export const REDIRECT_CODES = [301, 302, 307, 308] as const
