@@ -360,35 +360,52 @@ export interface PortReloaderOptions {
 export function createPortReloader (options: PortReloaderOptions): { reload (routePorts: readonly TcpPortSpec[] | undefined): Promise<boolean> } {
   const { logger, forwarder } = options
   const read = options.readFile ?? readRouteFile
+  // One reload at a time, and a burst coalesces into one more: two reads racing
+  // could otherwise apply an older file last.
+  let tail: Promise<boolean> = Promise.resolve(true)
+  let pending: Promise<boolean> | undefined
+  let latest: readonly TcpPortSpec[] | undefined
   return {
-    async reload (routePorts) {
-      let fromFile: TcpPortSpec[] = []
-      if (options.file !== '') {
-        let text: string | undefined
-        try {
-          text = await read(options.file)
-        } catch (err) {
-          if (!(err instanceof RouteFileReadError && err.missing)) {
-            logger.error('port file reload failed: keeping every running forward', { file: options.file, problem: (err as Error).message })
-            return false
-          }
-        }
-        if (text !== undefined) {
-          const parsed = parsePortFileText(text)
-          if (!parsed.ok) {
-            for (const p of parsed.problems.slice(0, 20)) logger.error('port file reload failed: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
-            return false
-          }
-          fromFile = parsed.specs
-        }
-      }
-      const merged = mergePortSpecs(fromFile, routePorts ?? [])
-      if (merged.problems.length > 0) {
-        for (const p of merged.problems) logger.error('tcp forwards conflict: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
-        return false
-      }
-      await forwarder.apply(merged.specs)
-      return true
+    reload (routePorts) {
+      latest = routePorts
+      if (pending !== undefined) return pending
+      const next = tail.then(() => {
+        pending = undefined
+        return once(latest)
+      })
+      pending = next
+      tail = next.catch(() => false)
+      return next
     }
+  }
+
+  async function once (routePorts: readonly TcpPortSpec[] | undefined): Promise<boolean> {
+    let fromFile: TcpPortSpec[] = []
+    if (options.file !== '') {
+      let text: string | undefined
+      try {
+        text = await read(options.file)
+      } catch (err) {
+        if (!(err instanceof RouteFileReadError && err.missing)) {
+          logger.error('port file reload failed: keeping every running forward', { file: options.file, problem: (err as Error).message })
+          return false
+        }
+      }
+      if (text !== undefined) {
+        const parsed = parsePortFileText(text)
+        if (!parsed.ok) {
+          for (const p of parsed.problems.slice(0, 20)) logger.error('port file reload failed: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
+          return false
+        }
+        fromFile = parsed.specs
+      }
+    }
+    const merged = mergePortSpecs(fromFile, routePorts ?? [])
+    if (merged.problems.length > 0) {
+      for (const p of merged.problems) logger.error('tcp forwards conflict: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
+      return false
+    }
+    await forwarder.apply(merged.specs)
+    return true
   }
 }
