@@ -74,9 +74,9 @@ export async function startTcpProxy (t: Teardown, ports: unknown, options: Proxy
 }
 
 /** Connects from `localAddress` (a 127.0.0.x "VM IP") with half-open allowed. */
-export function connectFrom (port: number, localAddress = '127.0.0.1'): Promise<Socket> {
+export function connectFrom (port: number, localAddress = '127.0.0.1', host = '127.0.0.1'): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress, allowHalfOpen: true })
+    const s = net.connect({ host, port, localAddress, allowHalfOpen: true })
     // After connect, a reset shows as 'close' to the readers here; an unhandled
     // 'error' would only crash the test.
     s.once('connect', () => { s.off('error', reject); s.on('error', () => {}); resolve(s) })

@@ -43,8 +43,8 @@ async function startHaproxy (t: { teardown (fn: () => unknown): void }, port: nu
 }
 
 /** An HTTP request through the forward from `source`; returns HAProxy's answer body and the client's port. */
-async function askFrom (port: number, source: string): Promise<{ body: string, localPort: number }> {
-  const s = await connectFrom(port, source)
+async function askFrom (port: number, source: string, host = '127.0.0.1'): Promise<{ body: string, localPort: number }> {
+  const s = await connectFrom(port, source, host)
   const localPort = s.localPort!
   s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   const r = await readToEnd(s)
@@ -57,7 +57,7 @@ t.test('PROXY v1 (Mulch PROXYProtoPort) and v2 (route file) are read by a real H
   if (HAPROXY === undefined) throw new Error('haproxy is not installed (apt-get install haproxy; .ci/run installs it)')
   const haPort = await freePort()
   await startHaproxy(t, haPort)
-  const [mulchListen, v1Listen, v2Listen] = [await freePort(), await freePort(), await freePort()]
+  const [mulchListen, v1Listen, v2Listen, v6Listen, v6v1Listen] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
   // Mulch: connect to PROXYProtoPort, the header names Dest.Port (443 here).
   await startTcpProxy(t, mulchPort(mulchListen, { '*': [443, haPort] }), {
     routes: {
@@ -65,7 +65,9 @@ t.test('PROXY v1 (Mulch PROXYProtoPort) and v2 (route file) are read by a real H
       routes: [],
       ports: [
         { listen: `127.0.0.1:${v1Listen}`, target: `127.0.0.1:${haPort}`, proxy_protocol: 1 },
-        { listen: `127.0.0.1:${v2Listen}`, target: `127.0.0.1:${haPort}`, proxy_protocol: 2 }
+        { listen: `127.0.0.1:${v2Listen}`, target: `127.0.0.1:${haPort}`, proxy_protocol: 2 },
+        { listen: `[::1]:${v6Listen}`, target: `127.0.0.1:${haPort}`, proxy_protocol: 2 },
+        { listen: `[::1]:${v6v1Listen}`, target: `127.0.0.1:${haPort}`, proxy_protocol: 1 }
       ]
     }
   })
@@ -75,4 +77,8 @@ t.test('PROXY v1 (Mulch PROXYProtoPort) and v2 (route file) are read by a real H
   t.equal(viaV1.body, `src=127.0.0.32 sport=${viaV1.localPort} dst=127.0.0.1 dport=${v1Listen}\n`, 'v1 from the route file')
   const viaV2 = await askFrom(v2Listen, '127.0.0.33')
   t.equal(viaV2.body, `src=127.0.0.33 sport=${viaV2.localPort} dst=127.0.0.1 dport=${v2Listen}\n`, 'v2 from the route file')
+  const viaV6 = await askFrom(v6Listen, '::1', '::1')
+  t.equal(viaV6.body, `src=::1 sport=${viaV6.localPort} dst=::1 dport=${v6Listen}\n`, 'v2 with IPv6 addresses')
+  const viaV6v1 = await askFrom(v6v1Listen, '::1', '::1')
+  t.equal(viaV6v1.body, `src=::1 sport=${viaV6v1.localPort} dst=::1 dport=${v6v1Listen}\n`, 'v1 with IPv6 addresses (TCP6)')
 })
