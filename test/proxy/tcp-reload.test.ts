@@ -5,7 +5,6 @@
 import t from 'tap'
 import net from 'node:net'
 import { metricValue } from '../helpers/proxy-process.ts'
-import { pollUntil } from '../helpers/pebble.ts'
 import { connectFrom, echoOnce, freePort, mulchPort, readToEnd, startEcho, startTcpProxy } from '../helpers/tcp-forward.ts'
 
 async function reloadPorts (proxy: Awaited<ReturnType<typeof startTcpProxy>>): Promise<void> {
