@@ -171,7 +171,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   let ready = false
   const dumpSources = {
     active,
-    connections: () => Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])),
+    connections: () => ({ ...Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])), tcp_forwards: tcp.openConnections() }),
     routes: () => reloader.status(),
     chain: () => chain?.status(),
     rateLimits: () => limiter.snapshot()
