@@ -161,6 +161,12 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
   const { logger, metrics } = options
   const listeners = new Map<string, Listener>()
   const acceptErrors = createLogThrottle(10_000)
+  // A dead VM behind a busy port fails every connection: one line per target per 10 s.
+  const connectErrors = createLogThrottle(10_000)
+  const connectFailed = (listen: string, target: string, msg: string, reason?: string): void => {
+    const suppressed = connectErrors.admit(`${listen} ${target}`)
+    if (suppressed >= 0) logger.warn(msg, { listen, target, reason, suppressed })
+  }
   let accepting = true
   let applying: Promise<unknown> = Promise.resolve()
 
@@ -215,14 +221,14 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
     upstream.on('error', (err) => {
       if (!connected) {
         metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'failed' })
-        logger.warn('tcp forward failed: the VM did not accept the connection', { listen: addressKey(l.spec.listen), target: addressKey(rule.target), reason: (err as NodeJS.ErrnoException).code ?? err.message })
+        connectFailed(addressKey(l.spec.listen), addressKey(rule.target), 'tcp forward failed: the VM did not accept the connection', (err as NodeJS.ErrnoException).code ?? err.message)
       }
       client.destroy()
     })
     upstream.setTimeout(options.connectTimeoutMs, () => {
       if (connected) return
       metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'failed' })
-      logger.warn('tcp forward failed: connecting to the VM timed out', { listen: addressKey(l.spec.listen), target: addressKey(rule.target) })
+      connectFailed(addressKey(l.spec.listen), addressKey(rule.target), 'tcp forward failed: connecting to the VM timed out')
       conn.destroy()
     })
     upstream.once('connect', () => {
