@@ -13,7 +13,7 @@ import type { Logger } from './log.ts'
 import { waitForTcp } from './probe.ts'
 import type { PublishReport, Publisher } from './publisher.ts'
 import type { Registry, Revision, Vm } from './registry.ts'
-import { claimedDomains } from './vm-definition.ts'
+import { claimedDomains, claimedPorts } from './vm-definition.ts'
 import type { VmDefinition } from './vm-definition.ts'
 
 export interface ManagerOptions {
@@ -141,7 +141,7 @@ export function createVmManager (options: ManagerOptions): VmManager {
         if (registry.get(definition.name) !== undefined) {
           throw new AdapterError('VM_EXISTS', `a VM named "${definition.name}" already exists`, { details: { vm: definition.name } })
         }
-        const local = registry.conflicts(claimedDomains(definition), definition.name)
+        const local = registry.conflicts([...claimedDomains(definition), ...claimedPorts(definition)], definition.name)
         if (local.length > 0) {
           throw new AdapterError('DOMAIN_CONFLICT', local.map((c) => `${c.domain} is already claimed by VM "${c.owner}"`).join('; '), { details: { conflicts: local } })
         }

@@ -11,7 +11,7 @@ import type { Logger } from './log.ts'
 import type { ProxyNotifier, SignalOutcome } from './notify.ts'
 import type { Registry } from './registry.ts'
 import { foreignRouteFileError, inspectRouteFile, sha256Hex } from './route-ownership.ts'
-import { removeStaleTempFiles, renderRouteFile, routesFor, writeFileAtomic } from './route-writer.ts'
+import { portsFor, removeStaleTempFiles, renderRouteFile, routesFor, writeFileAtomic } from './route-writer.ts'
 
 /** What publishing did, for the API answer. */
 export interface PublishReport {
@@ -51,13 +51,13 @@ export function createPublisher (options: { registry: Registry, routesFile: stri
 
   return {
     checkOwnership () {
-      check(renderRouteFile(routesFor(registry.activeRevisions())), 'start')
+      check(renderRouteFile(routesFor(registry.activeRevisions()), portsFor(registry.activeRevisions())), 'start')
     },
     publish ({ force = false } = {}) {
       const routes = routesFor(registry.activeRevisions())
       let text: string
       try {
-        text = renderRouteFile(routes)
+        text = renderRouteFile(routes, portsFor(registry.activeRevisions()))
         if (!force && text === last) return Promise.resolve({ routes: routes.length, written: false, signal: { status: 'unchanged' } })
         check(text, 'running')
         if (force) {

@@ -8,8 +8,13 @@
 import { DatabaseSync } from 'node:sqlite'
 import type { SQLInputValue } from 'node:sqlite'
 import { AdapterError } from './errors.ts'
-import { claimedDomains } from './vm-definition.ts'
+import { claimedDomains as definitionDomains, claimedPorts } from './vm-definition.ts'
 import type { VmDefinition } from './vm-definition.ts'
+
+/** What a definition claims: its domains and its public TCP ports (one namespace, so one conflict check). */
+function claimedDomains (definition: VmDefinition): string[] {
+  return [...definitionDomains(definition), ...claimedPorts(definition)]
+}
 
 /** The registry's database file inside the daemon's `data_dir`. */
 export const REGISTRY_FILE = 'registry.sqlite'

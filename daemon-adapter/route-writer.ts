@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { parseRouteFileText, serializeRouteTable } from '../proxy/route-table.ts'
 import type { RouteJson } from '../proxy/route-table.ts'
+import type { RoutePortJson } from '../proxy/route-table.ts'
 import { AdapterError } from './errors.ts'
 import type { Revision } from './registry.ts'
 
@@ -56,13 +57,28 @@ export function routesFor (revisions: readonly Revision[]): RouteJson[] {
   return routes
 }
 
+/** The TCP forwards of the given (active) revisions' public ports, sorted by public port. */
+export function portsFor (revisions: readonly Revision[]): RoutePortJson[] {
+  const ports: Array<RoutePortJson & { n: number }> = []
+  for (const revision of revisions) {
+    const host = revision.address.includes(':') ? `[${revision.address}]` : revision.address
+    for (const p of revision.definition.ports ?? []) {
+      // Mulch's PROXY port: connect there and send the v1 header (mulch-proxy's PROXYProtoPort).
+      const json: RoutePortJson & { n: number } = { n: p.publicPort, listen: `:${p.publicPort}`, target: `${host}:${p.proxyPort === 0 ? p.port : p.proxyPort}` }
+      if (p.proxyPort !== 0) json.proxy_protocol = 1
+      ports.push(json)
+    }
+  }
+  return ports.sort((a, b) => a.n - b.n).map(({ n: _n, ...p }) => p)
+}
+
 /**
  * Serialises `routes` and checks the text with `parseRouteFileText`, as the proxy
  * will read it.
  * @throws AdapterError ROUTES_INVALID listing the parser's problems
  */
-export function renderRouteFile (routes: readonly RouteJson[]): string {
-  const text = serializeRouteTable(routes)
+export function renderRouteFile (routes: readonly RouteJson[], ports: readonly RoutePortJson[] = []): string {
+  const text = serializeRouteTable(routes, ports)
   const check = parseRouteFileText(text)
   if (!check.ok) {
     throw new AdapterError('ROUTES_INVALID', `the route table would be invalid: ${check.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`)

@@ -11,6 +11,7 @@ import type { Problem } from './errors.ts'
 import { FieldReader, isTable, show, typeName } from './toml-fields.ts'
 import type { Table } from './toml-fields.ts'
 import { parseSizeMiB } from './units.ts'
+import { parseVmPorts, portClaim, vmPortToString, type VmPort } from './vm-ports.ts'
 import type { DriverName } from './config.ts'
 
 /** A domain served by the VM on `port` (Mulch: `'app.example.com->8080'`, port 80 by default). */
@@ -44,6 +45,8 @@ export interface VmDefinition {
   readonly redirectToHttps: boolean
   /** "" = the proxy's default profile. */
   readonly rateProfile: string
+  /** Public TCP ports in Mulch's syntax (vm-ports.ts); absent in revisions stored before they existed. */
+  readonly ports?: readonly VmPort[]
   /** Static driver: the VM's IP or host name. */
   readonly address?: string
   readonly libvirt?: LibvirtVmSettings
@@ -176,6 +179,8 @@ export function parseVmDefinition (doc: unknown, file: string, context: VmParseC
     redirectToHttps,
     rateProfile
   }
+  const ports = parseVmPorts(list(r, 'ports'), problems)
+  if (ports.length > 0) definition.ports = Object.freeze(ports)
   const other = context.driver === 'static' ? LIBVIRT_KEYS : STATIC_KEYS
   for (const key of other) {
     if (r.has(key)) r.problem(key, `(value ${show(r.raw(key))}) is not used by the ${context.driver} driver`)
@@ -220,6 +225,11 @@ export function claimedDomains (definition: VmDefinition): string[] {
   return [...definition.domains.map((d) => d.domain), ...definition.redirects.map((r) => r.from)]
 }
 
+/** The public ports the VM claims (one namespace with domains in the registry). */
+export function claimedPorts (definition: VmDefinition): string[] {
+  return (definition.ports ?? []).map(portClaim)
+}
+
 /** The definition back in the file's own keys (what `vm info` shows and the API returns). */
 export function definitionToJson (definition: VmDefinition): Record<string, unknown> {
   const json: Record<string, unknown> = {
@@ -229,6 +239,7 @@ export function definitionToJson (definition: VmDefinition): Record<string, unkn
     redirect_to_https: definition.redirectToHttps
   }
   if (definition.rateProfile !== '') json.rate_profile = definition.rateProfile
+  if (definition.ports !== undefined) json.ports = definition.ports.map(vmPortToString)
   if (definition.address !== undefined) json.address = definition.address
   if (definition.libvirt !== undefined) {
     json.cpus = definition.libvirt.cpus

@@ -19,6 +19,8 @@ export interface ProxyConfig {
   readonly dataDir: string
   readonly routesFile: string
   readonly pidFile: string
+  /** Mulch's TCP port file (SPEC §11); "" = none. */
+  readonly portsFile: string
   /** Starts a tiny built-in backend here (the embedded default's example VM). */
   readonly exampleBackend: ListenAddress | undefined
   readonly listen: { readonly http?: ListenAddress, readonly https?: ListenAddress, readonly admin?: ListenAddress }
@@ -60,6 +62,8 @@ export interface ProxyConfig {
     readonly requestHeadersMs: number
     readonly clientIdleMs: number
     readonly websocketIdleMs: number
+    /** A forwarded TCP connection with no traffic either way for this long ends (0 = never). */
+    readonly tcpIdleMs: number
     readonly drainMs: number
   }
   readonly upstream: { readonly keepAliveMs: number, readonly maxConnectionsPerTarget: number }
@@ -77,7 +81,8 @@ const TOP: TableSpec = {
   data_dir: { kind: { type: 'string' }, default: '/var/lib/vmfront' },
   routes_file: { kind: { type: 'string' }, default: '/var/lib/vmfront/routes.json' },
   pid_file: { kind: { type: 'string' }, default: '/var/lib/vmfront/proxy.pid' },
-  example_backend: { kind: { type: 'address' }, default: '' }
+  example_backend: { kind: { type: 'address' }, default: '' },
+  ports_file: { kind: { type: 'string' }, default: '' }
 }
 const LISTEN: TableSpec = {
   http: { kind: { type: 'address' }, default: '0.0.0.0:80' },
@@ -120,6 +125,7 @@ const TIMEOUTS: TableSpec = {
   request_headers: { kind: { type: 'duration', min: 100 }, default: '10s' },
   client_idle: { kind: { type: 'duration', min: 100 }, default: '60s' },
   websocket_idle: { kind: { type: 'duration' }, default: '1h' },
+  tcp_idle: { kind: { type: 'duration' }, default: '1h' },
   drain: { kind: { type: 'duration' }, default: '30s' }
 }
 const UPSTREAM: TableSpec = {
@@ -214,6 +220,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
     dataDir: path(top.data_dir),
     routesFile: path(top.routes_file),
     pidFile: path(top.pid_file),
+    portsFile: path(top.ports_file),
     exampleBackend: top.example_backend as ListenAddress | undefined,
     listen: s.listen as ProxyConfig['listen'],
     acme: { enabled: s.acme.enabled as boolean, directoryUrl: s.acme.directory_url as string, email: s.acme.email as string, caFile: path(s.acme.ca_file), profile: s.acme.profile as string, extraDomains: s.acme.extra_domains as string[] },
@@ -241,6 +248,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
       requestHeadersMs: s.timeouts.request_headers as number,
       clientIdleMs: s.timeouts.client_idle as number,
       websocketIdleMs: s.timeouts.websocket_idle as number,
+      tcpIdleMs: s.timeouts.tcp_idle as number,
       drainMs: s.timeouts.drain as number
     },
     upstream: { keepAliveMs: s.upstream.keepalive as number, maxConnectionsPerTarget: s.upstream.max_connections_per_target as number },

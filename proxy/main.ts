@@ -34,6 +34,7 @@ import { createUpstreamErrorLog } from './upstream-errors.ts'
 import { buildInfo } from './build-info.ts'
 import type { ExtraCertsFailure, ReloadFailure, StatusPageInput, WorkerInfo } from './status-page.ts'
 import type { ReloadStatus } from './reload.ts'
+import { createPortReloader, createTcpForwarder } from './tcp-forward.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -130,6 +131,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     chainEntries: () => chain?.entries() ?? []
   })
 
+  // TCP port forwards (SPEC §11): the port file plus the route file's `ports`.
+  const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs })
+  const portReloader = createPortReloader({ file: config.portsFile, forwarder: tcp, logger: logger.child({ component: 'tcp' }) })
+
   const certs = createCertManagerOrFail({
     storageDir: config.dataDir,
     acme: { enabled: config.acme.enabled, directoryUrl: config.acme.directoryUrl, email: config.acme.email, caFile: config.acme.caFile === '' ? undefined : config.acme.caFile, profile: config.acme.profile },
@@ -186,7 +191,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   let ready = false
   const dumpSources = {
     active,
-    connections: () => Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])),
+    connections: () => ({ ...Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])), tcp_forwards: tcp.openConnections() }),
     routes: () => reloader.status(),
     chain: () => chain?.status(),
     rateLimits: () => limiter.snapshot()
@@ -212,6 +217,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
+    tcp_ports: tcp.status(),
     upstream_errors: {
       total: upstreamErrors.total(),
       by_domain: upstreamErrors.byDomain(50).map((d) => ({ ...d, last: { ...d.last, at: new Date(d.last.at).toISOString() } })),
@@ -233,7 +239,11 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     rateLimits: limiter.snapshot({ top: 10 }),
     upstreamErrors,
     workers: workers(),
-    portForwards: []
+    portForwards: tcp.status().flatMap((p) => p.forwards.map((f) => ({
+      listen: p.listen,
+      target: `${f.target}${f.proxy_protocol === 0 ? '' : ` (PROXY v${f.proxy_protocol})`}`,
+      state: p.listening ? `listening, ${p.connections} open, from ${f.allow.length === 0 ? 'anyone' : f.allow.join(' ')}` : `not bound: ${p.error ?? 'unknown reason'}`
+    })))
   })
 
   try {
@@ -287,6 +297,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       : `start-up failed: ${e.message}`, { cause: err })
   }
 
+  // After the routes and listeners: a port that cannot be bound is logged, not fatal.
+  await portReloader.reload(reloader.table().ports)
+
   try {
     writePidFile(config.pidFile, logger)
   } catch (err) {
@@ -311,12 +324,13 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     ready = false
     logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
     for (const l of listeners) l.stopAccepting()
+    tcp.stopAccepting()
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
         for (const l of listeners) l.closeIdle()
-        const open = listeners.reduce((n, l) => n + l.openSockets(), 0)
+        const open = listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections()
         if ((active.size === 0 && open === 0) || Date.now() >= deadline) {
           resolve()
           return
@@ -327,6 +341,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     })
     const left = active.size
     for (const l of listeners) l.destroyAll()
+    tcp.destroyAll()
     await chain?.stop().catch((err: unknown) => { logger.warn('chain stop failed', { err }) })
     await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
     exampleBackend?.close()
@@ -371,6 +386,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   const reload = async (): Promise<unknown> => {
     const result = await reloader.reload('SIGHUP')
     noteReload(result)
+    await portReloader.reload(reloader.table().ports)
     await certs.loadExtraCerts().catch((err: unknown) => {
       extraCertsFailure = { at: new Date().toISOString(), message: describeError(err) }
       logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })

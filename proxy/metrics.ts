@@ -44,6 +44,12 @@ export interface ProxyMetrics {
   readonly chainRegistrationsRefused: Counter<'reason'>
   /** Set by main: per-profile counts of client IPs with rate-limit state. */
   rateTrackedIps: () => Array<{ profile: string, ips: number }>
+  /** TCP forwards (SPEC §11), by listen port: accepted connections by result. */
+  readonly tcpConnectionsTotal: Counter<'port' | 'result'>
+  /** Bytes forwarded, by listen port and direction (`in` client to VM, `out` VM to client). */
+  readonly tcpBytes: Counter<'port' | 'direction'>
+  /** Set by the TCP forwarder: per listen port, open connections and whether it is bound (read at scrape time). */
+  tcpPorts: () => Array<{ port: string, connections: number, listening: boolean }>
 }
 
 /** Creates the registry and every metric. One per proxy process (no globals). */
@@ -168,6 +174,34 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const http2AbusiveConnections = new Counter({ name: 'vmfront_http2_abusive_connections_total', help: 'Client HTTP/2 connections closed for abuse, by reason (rapid_reset, flood, continuation_flood).', labelNames: ['reason'] as const, registers })
   const chainRegistrationsRefused = new Counter({ name: 'vmfront_chain_registrations_refused_total', help: 'Chain registrations refused (parent), by reason: full (chain.max_children reached) or conflict.', labelNames: ['reason'] as const, registers })
 
+  const tcpState = { tcpPorts: (): Array<{ port: string, connections: number, listening: boolean }> => [] }
+  // Read from the live connection sets at scrape time: a count kept by +1/-1 drifts
+  // when a path forgets one side (mulch-proxy's did).
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_tcp_connections',
+    help: 'TCP connections being forwarded now, by listen port.',
+    labelNames: ['port'] as const,
+    registers,
+    collect () {
+      this.reset()
+      for (const { port, connections } of tcpState.tcpPorts()) this.inc({ port }, connections)
+    }
+  })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_tcp_listener_up',
+    help: 'Whether a TCP forward port is listening (0: it could not be bound, see the log).',
+    labelNames: ['port'] as const,
+    registers,
+    collect () {
+      this.reset()
+      for (const { port, listening } of tcpState.tcpPorts()) this.set({ port }, listening ? 1 : 0)
+    }
+  })
+  const tcpConnectionsTotal = new Counter({ name: 'vmfront_tcp_connections_total', help: 'TCP connections accepted on forward ports, by listen port and result (forwarded, refused: source not allowed, failed: the VM did not answer).', labelNames: ['port', 'result'] as const, registers })
+  const tcpBytes = new Counter({ name: 'vmfront_tcp_bytes_total', help: 'Bytes forwarded on TCP forward ports, by listen port and direction (in: client to VM, out: VM to client).', labelNames: ['port', 'direction'] as const, registers })
+
   return {
     registry,
     domain,
@@ -188,6 +222,10 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     http2AbusiveConnections,
     chainRegistrationsRefused,
     get rateTrackedIps () { return state.rateTrackedIps },
-    set rateTrackedIps (fn) { state.rateTrackedIps = fn }
+    set rateTrackedIps (fn) { state.rateTrackedIps = fn },
+    tcpConnectionsTotal,
+    tcpBytes,
+    get tcpPorts () { return tcpState.tcpPorts },
+    set tcpPorts (fn) { tcpState.tcpPorts = fn }
   }
 }

@@ -13,6 +13,9 @@
  */
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
+import { parseRoutePorts, type RoutePortJson, type TcpPortSpec } from './port-table.ts'
+// daemon-adapter imports only this module from proxy/: the port shapes pass through it.
+export type { RoutePortJson, TcpPortSpec } from './port-table.ts'
 
 /** The redirect codes a route may use. */
 export const REDIRECT_CODES = [301, 302, 307, 308] as const
@@ -57,6 +60,8 @@ export interface RouteTable {
   /** `v1` or `mulch-legacy`: the shape the file was written in. */
   readonly format: 'v1' | 'mulch-legacy'
   readonly routes: readonly Route[]
+  /** The v1 file's TCP forwards (SPEC §11); absent when it has none. */
+  readonly ports?: readonly TcpPortSpec[]
 }
 
 /** A finding, located by its JSON path (`$.routes[1].domain`). */
@@ -129,7 +134,7 @@ export interface RouteJson {
   rate_profile?: string
 }
 
-const TOP_KEYS = new Set(['$schema', 'version', 'routes'])
+const TOP_KEYS = new Set(['$schema', 'version', 'routes', 'ports'])
 const ROUTE_KEYS = new Set(['domain', 'target', 'redirect_to', 'redirect_code', 'redirect_to_https', 'vm', 'rate_profile'])
 /**
  * Every field Mulch's `common.Domain` marshals (`ReverseProxy` is `json:"-"`):
@@ -379,14 +384,15 @@ function validateRoute (raw: RawRoute, at: string, names: FieldNames, errors: Pr
   return Object.freeze(route)
 }
 
-function parseV1 (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList): Route[] {
+function parseV1 (doc: Record<string, unknown>, errors: ProblemList, warnings: ProblemList, ports: TcpPortSpec[]): Route[] {
   for (const key of Object.keys(doc)) {
-    if (!TOP_KEYS.has(key)) errors.add(keyPath('$', key), 'is not a known key (expected "version", "routes" and optionally "$schema")')
+    if (!TOP_KEYS.has(key)) errors.add(keyPath('$', key), 'is not a known key (expected "version", "routes" and optionally "ports" and "$schema")')
   }
   // Editors find the schema through "$schema" (SPEC §13); its value is not ours to check beyond its type.
   if (doc.$schema !== undefined && typeof doc.$schema !== 'string') errors.add('$.$schema', `must be a string (the schema's URL or path), not ${typeName(doc.$schema)}`)
   if (doc.version === undefined) errors.add('$.version', `is required (${ROUTE_FILE_VERSION})`)
   else if (doc.version !== ROUTE_FILE_VERSION) errors.add('$.version', `must be ${ROUTE_FILE_VERSION}, not ${showValue(doc.version)}`)
+  if (doc.ports !== undefined) ports.push(...parseRoutePorts(doc.ports, errors))
   if (!Array.isArray(doc.routes)) {
     errors.add('$.routes', doc.routes === undefined ? 'is required (an array of routes)' : `must be an array, not ${typeName(doc.routes)}`)
     return []
@@ -555,12 +561,14 @@ function parseDocument (doc: unknown, warnings: ProblemList): RouteParseResult {
     if (legacy && isEmptyObject(doc)) {
       warnings.add('$', 'is an empty object: read as Mulch\'s empty domains file (no routes). The proxy refuses it in place of a table loaded from a version 1 file; to empty such a table, write {"version":1,"routes":[]}')
     }
-    const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings)
+    const ports: TcpPortSpec[] = []
+    const routes = legacy ? parseLegacy(doc, errors, warnings) : parseV1(doc, errors, warnings, ports)
     if (errors.count === 0) {
       const table: RouteTable = Object.freeze({
         version: ROUTE_FILE_VERSION,
         format: legacy ? 'mulch-legacy' : 'v1',
-        routes: Object.freeze(routes)
+        routes: Object.freeze(routes),
+        ...(ports.length > 0 ? { ports: Object.freeze(ports) } : {})
       })
       return { ok: true, table, warnings: warnings.list, warningCount: warnings.count }
     }
@@ -609,8 +617,10 @@ export function routeToJson (route: Route): RouteJson {
  * Serialises routes as a v1 file: sorted by domain, two-space indented, with a
  * trailing newline, so the same table always gives the same bytes.
  */
-export function serializeRouteTable (routes: readonly (Route | RouteJson)[]): string {
+export function serializeRouteTable (routes: readonly (Route | RouteJson)[], ports: readonly RoutePortJson[] = []): string {
   const json = routes.map((r) => ('redirectCode' in r ? routeToJson(r) : r))
   json.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))
-  return JSON.stringify({ version: ROUTE_FILE_VERSION, routes: json }, null, 2) + '\n'
+  // `ports` only when there are some: a file without them keeps its exact bytes.
+  const doc = ports.length > 0 ? { version: ROUTE_FILE_VERSION, routes: json, ports } : { version: ROUTE_FILE_VERSION, routes: json }
+  return JSON.stringify(doc, null, 2) + '\n'
 }

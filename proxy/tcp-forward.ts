@@ -1,0 +1,417 @@
+/**
+ * @module proxy/tcp-forward
+ * TCP port forwarding (SPEC §11): one listener per listen address, each connection
+ * matched by its source IP to a forward and piped to the VM, optionally behind a
+ * PROXY protocol header (v1 text or v2 binary). Half-closes are passed on
+ * (allowHalfOpen both sides), `pipe` gives backpressure both ways, and a
+ * connection with no traffic for `idleTimeoutMs` ends.
+ *
+ * `apply` swaps the whole set of forwards: listeners no longer named close with
+ * their connections, new ones open, kept ones keep every connection whose source
+ * still goes to the same place. Counts are read from the live sets, never kept
+ * with +1/-1, so they cannot drift.
+ */
+import net, { type Server, type Socket } from 'node:net'
+import type { Logger } from './log.ts'
+import type { ProxyMetrics } from './metrics.ts'
+import { createIpMatcher, normalizeIp, type IpMatcher } from './ip-match.ts'
+import { createLogThrottle } from './log-throttle.ts'
+import { addressKey, mergePortSpecs, parsePortFileText, ruleKey, type TcpForwardRule, type TcpPortSpec } from './port-table.ts'
+import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
+
+export interface TcpForwarderOptions {
+  logger: Logger
+  metrics: ProxyMetrics
+  connectTimeoutMs: number
+  /** 0 = never. */
+  idleTimeoutMs: number
+}
+
+/** One listen address as /status shows it. */
+export interface TcpPortStatus {
+  listen: string
+  from: string
+  listening: boolean
+  error?: string
+  connections: number
+  forwards: Array<{ allow: readonly string[], target: string, proxy_protocol: number }>
+}
+
+export interface TcpForwarder {
+  /**
+   * Makes `specs` the running set. Resolves once every new listener is bound or
+   * has failed (failures are logged and in `status`; the rest still apply).
+   */
+  apply (specs: readonly TcpPortSpec[]): Promise<{ failed: string[] }>
+  /** Closes every listener (drain); open connections go on. */
+  stopAccepting (): void
+  openConnections (): number
+  /** Ends every connection now. */
+  destroyAll (): void
+  status (): TcpPortStatus[]
+}
+
+interface CompiledRule {
+  rule: TcpForwardRule
+  key: string
+  matcher: IpMatcher
+}
+
+interface Connection {
+  readonly source: string
+  readonly ruleKey: string
+  destroy (): void
+}
+
+interface Listener {
+  spec: TcpPortSpec
+  rules: CompiledRule[]
+  readonly server: Server
+  readonly port: string
+  listening: boolean
+  error?: string
+  readonly connections: Set<Connection>
+}
+
+/** The PROXY protocol v2 signature (12 bytes). */
+const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])
+
+/** An address and port as the header names them. */
+export interface ProxyEnds {
+  srcIp: string
+  srcPort: number
+  dstIp: string
+  dstPort: number
+}
+
+function ipv4Bytes (ip: string): number[] {
+  return ip.split('.').map(Number)
+}
+
+function ipv6Bytes (ip: string): number[] {
+  // Expand "::" and a trailing dotted IPv4 part into 16 bytes.
+  let text = ip.replace(/%.*$/, '')
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (v4 !== null) {
+    const b = ipv4Bytes(v4[1])
+    text = text.slice(0, -v4[1].length) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined]
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t]
+  const out: number[] = []
+  for (const g of groups) {
+    const n = parseInt(g, 16)
+    out.push(n >> 8, n & 0xff)
+  }
+  return out
+}
+
+/** Both ends in one family: an IPv4 end beside an IPv6 one is written IPv4-mapped. */
+function sameFamily (ends: ProxyEnds): { v6: boolean, src: string, dst: string } {
+  const src = normalizeIp(ends.srcIp)
+  const dst = normalizeIp(ends.dstIp)
+  const v6 = net.isIP(src) === 6 || net.isIP(dst) === 6
+  const map = (ip: string): string => (v6 && net.isIP(ip) === 4 ? `::ffff:${ip}` : ip)
+  return { v6, src: map(src), dst: map(dst) }
+}
+
+/** The PROXY protocol v1 line (`PROXY TCP4 src dst sport dport\r\n`). */
+export function proxyHeaderV1 (ends: ProxyEnds): Buffer {
+  const { v6, src, dst } = sameFamily(ends)
+  return Buffer.from(`PROXY ${v6 ? 'TCP6' : 'TCP4'} ${src} ${dst} ${ends.srcPort} ${ends.dstPort}\r\n`, 'latin1')
+}
+
+/** The PROXY protocol v2 binary header (PROXY command, TCP over IPv4 or IPv6). */
+export function proxyHeaderV2 (ends: ProxyEnds): Buffer {
+  const { v6, src, dst } = sameFamily(ends)
+  const addrLen = v6 ? 36 : 12
+  const header = Buffer.alloc(16 + addrLen)
+  V2_SIGNATURE.copy(header, 0)
+  header[12] = 0x21 // version 2, command PROXY
+  header[13] = v6 ? 0x21 : 0x11 // AF_INET6 / AF_INET, STREAM
+  header.writeUInt16BE(addrLen, 14)
+  const bytes = v6 ? [...ipv6Bytes(src), ...ipv6Bytes(dst)] : [...ipv4Bytes(src), ...ipv4Bytes(dst)]
+  Buffer.from(bytes).copy(header, 16)
+  header.writeUInt16BE(ends.srcPort, 16 + bytes.length)
+  header.writeUInt16BE(ends.dstPort, 18 + bytes.length)
+  return header
+}
+
+function compile (spec: TcpPortSpec): CompiledRule[] {
+  return spec.rules.map((rule) => ({ rule, key: ruleKey(rule), matcher: createIpMatcher(rule.allow) }))
+}
+
+function match (rules: readonly CompiledRule[], source: string): CompiledRule | undefined {
+  for (const r of rules) if (r.matcher.empty || r.matcher.matches(source)) return r
+  return undefined
+}
+
+function describe (err: unknown): string {
+  const e = err as NodeJS.ErrnoException
+  return e.code === 'EADDRINUSE'
+    ? 'address already in use'
+    : e.code === 'EACCES'
+      ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)'
+      : e.code === 'EADDRNOTAVAIL' ? 'the address is not on this machine' : String(e.message ?? err)
+}
+
+export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder {
+  const { logger, metrics } = options
+  const listeners = new Map<string, Listener>()
+  const acceptErrors = createLogThrottle(10_000)
+  // A dead VM behind a busy port fails every connection: one line per target per 10 s.
+  const connectErrors = createLogThrottle(10_000)
+  const connectFailed = (listen: string, target: string, msg: string, reason?: string): void => {
+    const suppressed = connectErrors.admit(`${listen} ${target}`)
+    if (suppressed >= 0) logger.warn(msg, { listen, target, reason, suppressed })
+  }
+  let accepting = true
+  let applying: Promise<unknown> = Promise.resolve()
+
+  metrics.tcpPorts = () => {
+    const byPort = new Map<string, { port: string, connections: number, listening: boolean }>()
+    for (const l of listeners.values()) {
+      const entry = byPort.get(l.port) ?? { port: l.port, connections: 0, listening: true }
+      entry.connections += l.connections.size
+      entry.listening &&= l.listening
+      byPort.set(l.port, entry)
+    }
+    return [...byPort.values()]
+  }
+
+  function onConnection (l: Listener, client: Socket): void {
+    const source = normalizeIp(client.remoteAddress ?? '')
+    const found = match(l.rules, source)
+    if (found === undefined || !accepting) {
+      metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'refused' })
+      logger.debug('tcp connection refused: source not allowed', { listen: addressKey(l.spec.listen), source })
+      client.on('error', () => {})
+      client.destroy()
+      return
+    }
+    const { rule } = found
+    const upstream = net.connect({ host: rule.target.host, port: rule.target.port, allowHalfOpen: true })
+    let connected = false
+    const conn: Connection = {
+      source,
+      ruleKey: found.key,
+      destroy (): void {
+        client.destroy()
+        upstream.destroy()
+      }
+    }
+    l.connections.add(conn)
+    let open = 2
+    const closed = (): void => {
+      if (--open === 0) l.connections.delete(conn)
+    }
+    client.on('close', (hadError) => {
+      closed()
+      // A reset or a timeout on one side ends the other; a clean close only
+      // follows both FINs, and the other side finishes on its own.
+      if (hadError || !connected) upstream.destroy()
+    })
+    upstream.on('close', (hadError) => {
+      closed()
+      if (hadError || !connected) client.destroy()
+    })
+    client.on('error', () => { upstream.destroy() })
+    upstream.on('error', (err) => {
+      if (!connected) {
+        metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'failed' })
+        connectFailed(addressKey(l.spec.listen), addressKey(rule.target), 'tcp forward failed: the VM did not accept the connection', (err as NodeJS.ErrnoException).code ?? err.message)
+      }
+      client.destroy()
+    })
+    upstream.setTimeout(options.connectTimeoutMs, () => {
+      if (connected) return
+      metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'failed' })
+      connectFailed(addressKey(l.spec.listen), addressKey(rule.target), 'tcp forward failed: connecting to the VM timed out')
+      conn.destroy()
+    })
+    upstream.once('connect', () => {
+      connected = true
+      metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'forwarded' })
+      upstream.setTimeout(options.idleTimeoutMs)
+      // Both sockets count as activity: either direction moving keeps the pair.
+      if (options.idleTimeoutMs > 0) {
+        const idle = (): void => { conn.destroy() }
+        client.setTimeout(options.idleTimeoutMs, idle)
+        upstream.removeAllListeners('timeout')
+        upstream.on('timeout', idle)
+      }
+      if (rule.proxyProtocol !== 0) {
+        const ends: ProxyEnds = {
+          srcIp: client.remoteAddress ?? '',
+          srcPort: client.remotePort ?? 0,
+          dstIp: client.localAddress ?? '',
+          dstPort: rule.headerPort ?? client.localPort ?? 0
+        }
+        upstream.write(rule.proxyProtocol === 1 ? proxyHeaderV1(ends) : proxyHeaderV2(ends))
+      }
+      const bytesIn = metrics.tcpBytes.labels(l.port, 'in')
+      const bytesOut = metrics.tcpBytes.labels(l.port, 'out')
+      client.on('data', (chunk: Buffer) => { bytesIn.inc(chunk.length) })
+      upstream.on('data', (chunk: Buffer) => { bytesOut.inc(chunk.length) })
+      client.pipe(upstream)
+      upstream.pipe(client)
+    })
+  }
+
+  function openListener (spec: TcpPortSpec): Promise<Listener> {
+    const server = net.createServer({ allowHalfOpen: true })
+    const l: Listener = { spec, rules: compile(spec), server, port: String(spec.listen.port), listening: false, connections: new Set() }
+    server.on('connection', (socket) => { onConnection(l, socket) })
+    return new Promise((resolve) => {
+      const failed = (err: Error): void => {
+        l.error = describe(err)
+        logger.error('tcp forward port cannot be bound: the other ports still apply', { listen: addressKey(spec.listen), from: spec.from, reason: l.error })
+        resolve(l)
+      }
+      server.once('error', failed)
+      server.listen({ host: spec.listen.host === '' ? undefined : spec.listen.host, port: spec.listen.port }, () => {
+        server.off('error', failed)
+        l.listening = true
+        // An accept error (EMFILE...) is reported and the listener goes on:
+        // mulch-proxy dereferenced the nil connection it got back.
+        server.on('error', (err: NodeJS.ErrnoException) => {
+          const suppressed = acceptErrors.admit(addressKey(spec.listen))
+          if (suppressed >= 0) logger.error('tcp forward port: accepting a connection failed', { listen: addressKey(spec.listen), reason: err.code ?? err.message, suppressed })
+        })
+        resolve(l)
+      })
+    })
+  }
+
+  function closeListener (l: Listener): void {
+    if (l.listening) l.server.close()
+    for (const c of l.connections) c.destroy()
+  }
+
+  async function applyNow (specs: readonly TcpPortSpec[]): Promise<{ failed: string[] }> {
+    const wanted = new Map(specs.map((s) => [addressKey(s.listen), s]))
+    // Closed first: a port moving between addresses must be free to bind again.
+    for (const [key, l] of listeners) {
+      if (wanted.has(key) && l.listening) continue
+      closeListener(l)
+      listeners.delete(key)
+      if (l.listening) logger.info('tcp forward port closed', { listen: key, cut_connections: l.connections.size })
+    }
+    for (const [key, l] of listeners) {
+      const spec = wanted.get(key)!
+      l.spec = spec
+      l.rules = compile(spec)
+      for (const c of l.connections) {
+        if (match(l.rules, c.source)?.key !== c.ruleKey) c.destroy()
+      }
+    }
+    const opened = await Promise.all(specs.filter((s) => !listeners.has(addressKey(s.listen))).map(openListener))
+    const failed: string[] = []
+    for (const l of opened) {
+      const key = addressKey(l.spec.listen)
+      listeners.set(key, l)
+      if (l.listening) logger.info('tcp forward port open', { listen: key, from: l.spec.from, forwards: l.spec.rules.map((r) => addressKey(r.target)) })
+      else failed.push(key)
+    }
+    return { failed }
+  }
+
+  return {
+    apply (specs) {
+      const run = applying.then(() => applyNow(specs))
+      applying = run.catch(() => {})
+      return run
+    },
+    stopAccepting () {
+      accepting = false
+      for (const l of listeners.values()) if (l.listening) l.server.close()
+    },
+    openConnections () {
+      let n = 0
+      for (const l of listeners.values()) n += l.connections.size
+      return n
+    },
+    destroyAll () {
+      for (const l of listeners.values()) for (const c of l.connections) c.destroy()
+    },
+    status () {
+      return [...listeners.entries()].map(([key, l]) => ({
+        listen: key,
+        from: l.spec.from,
+        listening: l.listening,
+        ...(l.error !== undefined ? { error: l.error } : {}),
+        connections: l.connections.size,
+        forwards: l.spec.rules.map((r) => ({ allow: r.allow, target: addressKey(r.target), proxy_protocol: r.proxyProtocol }))
+      }))
+    }
+  }
+}
+
+export interface PortReloaderOptions {
+  /** Mulch's port file; "" = none. */
+  file: string
+  forwarder: TcpForwarder
+  logger: Logger
+  /** Reads a file (default: the route file reader, regular files only, size-capped). */
+  readFile?: (file: string) => Promise<string>
+}
+
+/**
+ * Loads the port file and the route table's `ports`, all or nothing: a port file
+ * that does not parse, or two sources on one address, keeps every running forward.
+ * A missing port file is an empty one (mulch-proxy's reading).
+ */
+export function createPortReloader (options: PortReloaderOptions): { reload (routePorts: readonly TcpPortSpec[] | undefined): Promise<boolean> } {
+  const { logger, forwarder } = options
+  const read = options.readFile ?? readRouteFile
+  // One reload at a time, and a burst coalesces into one more: two reads racing
+  // could otherwise apply an older file last.
+  let tail: Promise<boolean> = Promise.resolve(true)
+  let pending: Promise<boolean> | undefined
+  let latest: readonly TcpPortSpec[] | undefined
+  return {
+    reload (routePorts) {
+      latest = routePorts
+      if (pending !== undefined) return pending
+      const next = tail.then(() => {
+        pending = undefined
+        return once(latest)
+      })
+      pending = next
+      tail = next.catch(() => false)
+      return next
+    }
+  }
+
+  async function once (routePorts: readonly TcpPortSpec[] | undefined): Promise<boolean> {
+    let fromFile: TcpPortSpec[] = []
+    if (options.file !== '') {
+      let text: string | undefined
+      try {
+        text = await read(options.file)
+      } catch (err) {
+        if (!(err instanceof RouteFileReadError && err.missing)) {
+          logger.error('port file reload failed: keeping every running forward', { file: options.file, problem: (err as Error).message })
+          return false
+        }
+      }
+      if (text !== undefined) {
+        const parsed = parsePortFileText(text)
+        if (!parsed.ok) {
+          for (const p of parsed.problems.slice(0, 20)) logger.error('port file reload failed: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
+          return false
+        }
+        fromFile = parsed.specs
+      }
+    }
+    const merged = mergePortSpecs(fromFile, routePorts ?? [])
+    if (merged.problems.length > 0) {
+      for (const p of merged.problems) logger.error('tcp forwards conflict: keeping every running forward', { file: options.file, path: p.path, problem: p.message })
+      return false
+    }
+    await forwarder.apply(merged.specs)
+    return true
+  }
+}
