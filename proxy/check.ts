@@ -22,6 +22,7 @@ import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { jsonPathLines, jsonSyntaxPosition } from './json-positions.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { parseRouteFileText, type RouteProblem } from './route-table.ts'
+import { parsePortFileText } from './port-table.ts'
 import { lineOfKey, tomlKeyAtLine, tomlKeyLines } from './toml-positions.ts'
 
 /** One finding. `line` is 1-based; `key` is a dotted TOML key or a JSON path ("" for the whole file). */
@@ -165,6 +166,7 @@ export async function checkProxyConfig (config: ProxyConfig, sources: ConfigSour
     routes = r.routes
     routeFormat = r.format
   }
+  if (!skip.has('ports_file') && config.portsFile !== '') problems.push(...await checkPortFile(config.portsFile, at))
   let certificates = 0
   if (!skip.has('tls') && config.tls.extraCertsFile !== '') {
     const c = await checkExtraCerts(config.tls.extraCertsFile, options.now, at)
@@ -333,6 +335,25 @@ async function checkRouteFile (config: ProxyConfig, skip: ReadonlySet<string>, a
   return result.ok
     ? { problems, routes: result.table.routes.length, format: result.table.format }
     : { problems, routes: 0, format: 'none' }
+}
+
+/** Problems of ports_file (Mulch's mulch-proxy-ports-v2.db), located by line; a missing file is a warning, as at start. */
+async function checkPortFile (file: string, at: At): Promise<CheckProblem[]> {
+  let text: string
+  try {
+    text = await readRouteFile(file)
+  } catch (err) {
+    if (err instanceof RouteFileReadError && err.missing) at('ports_file', `${file} does not exist: no port is forwarded until it is written (then SIGHUP)`, 'warning')
+    else at('ports_file', `${file} ${err instanceof RouteFileReadError ? err.message : `cannot be read: ${describeError(err)}`}`)
+    return []
+  }
+  const result = parsePortFileText(text)
+  if (result.ok) return []
+  const lines = jsonPathLines(text, result.problems.map((p) => p.path))
+  return result.problems.map((p): CheckProblem => {
+    const line = lines.get(p.path)
+    return { file, ...(line === undefined ? {} : { line }), key: p.path, message: p.message, severity: 'error' }
+  })
 }
 
 /**

@@ -3,6 +3,7 @@
  * A small declarative checker for TOML tables: each key has a kind and a default.
  * It reports every problem with its dotted key, and rejects unknown keys.
  */
+import { unknownKeyMessage } from './suggest.ts'
 import { isIP } from 'node:net'
 import { parseDuration } from './duration.ts'
 import { ipEntryProblem } from './ip-match.ts'
@@ -137,7 +138,7 @@ export function checkTable (raw: unknown, spec: TableSpec, prefix: string, probl
     } else table = raw as Record<string, unknown>
   }
   for (const key of Object.keys(table)) {
-    if (!(key in spec)) problems.push({ path: at(key), message: `is not a known key (known: ${Object.keys(spec).join(', ')})` })
+    if (!(key in spec)) problems.push({ path: at(key), message: unknownKeyMessage(key, Object.keys(spec)) })
   }
   for (const [key, keySpec] of Object.entries(spec)) {
     const value = key in table ? table[key] : keySpec.default

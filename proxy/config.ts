@@ -3,6 +3,7 @@
  * The proxy's static configuration (SPEC §3): TOML parsed, checked once, defaults
  * applied, frozen. Every problem names the file and the dotted key.
  */
+import { unknownKeyMessage } from './suggest.ts'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { hostname, tmpdir } from 'node:os'
@@ -182,7 +183,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   const problems: Problem[] = []
   const known = new Set([...Object.keys(TOP), ...Object.keys(SECTIONS), 'rate_profile'])
   for (const key of Object.keys(doc)) {
-    if (!known.has(key)) problems.push({ path: key, message: `is not a known key (known: ${[...known].join(', ')})` })
+    if (!known.has(key)) problems.push({ path: key, message: unknownKeyMessage(key, known) })
   }
   const top = checkTable(Object.fromEntries(Object.entries(doc).filter(([k]) => k in TOP)), TOP, '', problems)
   const s: Record<string, Record<string, unknown>> = {}

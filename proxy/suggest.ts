@@ -36,3 +36,13 @@ export function nearestWord (word: string, known: readonly string[]): string | u
   }
   return best
 }
+
+/**
+ * The message for an unknown configuration key: the nearest known key when it looks
+ * like a typo ("did you mean"), else the list of known keys.
+ */
+export function unknownKeyMessage (key: string, known: Iterable<string>): string {
+  const keys = [...known]
+  const near = nearestWord(key, keys)
+  return near === undefined ? `is not a known key (known: ${keys.join(', ')})` : `is not a known key: did you mean "${near}"?`
+}

@@ -75,8 +75,8 @@ const CASES: Case[] = [
     ] },
   // --- keys and values
   { name: 'unknown keys', toml: BASE.replace('data_dir', 'dta_dir') + 'htps = "x"\n', expected: [
-      { file: '<dir>/c.toml', line: 1, key: 'dta_dir', message: 'is not a known key (known: data_dir, routes_file, pid_file, example_backend, listen, acme, tls, chain, headers, timeouts, upstream, limits, log, error_pages, rate_profile)', severity: E },
-      { file: '<dir>/c.toml', line: 9, key: 'listen.htps', message: 'is not a known key (known: http, https, admin)', severity: E }
+      { file: '<dir>/c.toml', line: 1, key: 'dta_dir', message: 'is not a known key: did you mean "data_dir"?', severity: E },
+      { file: '<dir>/c.toml', line: 9, key: 'listen.htps', message: 'is not a known key: did you mean "https"?', severity: E }
     ] },
   { name: 'wrong type', toml: BASE + '[acme]\nenabled = "yes"\n', expected: [
       { file: '<dir>/c.toml', line: 10, key: 'acme.enabled', message: 'must be true or false, not string "yes"', severity: E }
@@ -146,6 +146,12 @@ const CASES: Case[] = [
       { file: '<dir>/routes.json', line: 5, key: '$.routes[1].domain', message: '"Bad.test" must be lower-case (write "bad.test")', severity: E },
       { file: '<dir>/routes.json', line: 5, key: '$.routes[1].target', message: '"ftp://x" must use http:// (the VM side speaks plain HTTP)', severity: E },
       { file: '<dir>/routes.json', line: 6, key: '$.routes[2].domain', message: 'is required', severity: E }
+    ] },
+  { name: 'bad port file (Mulch format), located by line', toml: BASE.replace('pid_file', 'ports_file = "ports.db"\npid_file'), files: { 'ports.db': '{\n  "2222": {\n    "ListenAddr": { "IP": "0.0.0.0", "Port": 2222, "Zone": "" },\n    "Forwards": {\n      "*": { "Dest": { "IP": "10.0.0.5", "Port": 0, "Zone": "" }, "PROXYProtoPort": 0 }\n    }\n  }\n}\n' }, expected: [
+      { file: '<dir>/ports.db', line: 5, key: '$["2222"].Forwards["*"].Dest.Port', message: 'must be a port number (1-65535), not 0', severity: E }
+    ] },
+  { name: 'missing port file: a warning only', toml: BASE.replace('pid_file', 'ports_file = "none.db"\npid_file'), expected: [
+      { file: '<dir>/c.toml', line: 3, key: 'ports_file', message: '<dir>/none.db does not exist: no port is forwarded until it is written (then SIGHUP)', severity: W }
     ] },
   { name: 'route file is not JSON', toml: BASE, files: { 'routes.json': '{\n  "version": 1,\n  "routes": [,]\n}\n' }, expected: [
       { file: '<dir>/routes.json', line: 3, key: '$', message: 'is not valid JSON at line 3, column 14: Unexpected token \',\'', severity: E }
