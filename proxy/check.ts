@@ -123,6 +123,33 @@ export async function checkConfigFile (file: string | undefined, options: { now?
 }
 
 /**
+ * Checks a Mulch installation as `vmfront proxy --mulch-config` would read it
+ * (mulchd.toml, plus `vmfront` a vmfront TOML for vmfront-only settings): problems
+ * name mulchd.toml's own keys and lines. Reads files only; binds and writes nothing.
+ */
+export async function checkMulchConfig (dirOrFile: string, vmfrontFile: string | undefined, options: { now?: number } = {}): Promise<CheckReport> {
+  const { loadMulchConfigWithSources } = await import('./mulch-config.ts')
+  let loaded
+  try {
+    loaded = loadMulchConfigWithSources(dirOrFile, vmfrontFile)
+  } catch (err) {
+    if (err instanceof FileInvalidError) {
+      return report(err.problems.map((p): CheckProblem => {
+        // The mapping says "key (line N)": keep the key, and the line apart.
+        const m = /^(.*) \(line (\d+)\)(.*)$/.exec(p.path)
+        return m === null
+          ? { file: err.file, key: p.path, message: p.message, severity: 'error' }
+          : { file: err.file, line: Number(m[2]), key: m[1] + m[3], message: p.message, severity: 'error' }
+      }), undefined)
+    }
+    // Its message starts with the file it names.
+    if (err instanceof ProxyError) return report([{ file: dirOrFile, key: '', message: err.message.replace(/^[^:]*: /, ''), severity: 'error' }], undefined)
+    throw err
+  }
+  return await checkProxyConfig(loaded.config, loaded.sources, options)
+}
+
+/**
  * Checks a checked ProxyConfig against the world it would start in: the files it
  * names (route file, extra certificates, error template, ACME CA file), the
  * listener addresses against each other, the chain and ACME URLs. Its config-level

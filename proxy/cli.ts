@@ -59,13 +59,16 @@ first 20 and a count of the rest, unless --all); the verdict goes to stderr.
 Exit status: 0 valid, 2 invalid or unreadable.
 `
 
-const CHECK_USAGE = `Usage: vmfront check [--config FILE] [--json]
+const CHECK_USAGE = `Usage: vmfront check [--config FILE] [--mulch-config DIR_OR_FILE] [--json]
 
 Validates everything \`vmfront proxy\` would read at start, without binding a port or
-writing a file: the TOML, the route file, extra_certs_file (readable, parsed, key
-matching its certificate, covering its domains, not expired), the error template,
-the ACME directory and CA file, listener conflicts and the chain URLs. Without
---config it checks the embedded default.
+writing a file: the TOML, the route file, the port file, extra_certs_file (readable,
+parsed, key matching its certificate, covering its domains, not expired), the error
+template, the ACME directory and CA file, listener conflicts and the chain URLs.
+Without --config it checks the embedded default. With --mulch-config it checks a
+Mulch installation as \`vmfront proxy --mulch-config\` reads it (mulchd.toml and the
+files under data_path; --config then names the vmfront-only settings), and problems
+name mulchd.toml's own keys.
 
 Every problem is printed at once, one per line on stdout:
   FILE:LINE: KEY: what is wrong and what is expected
@@ -126,9 +129,9 @@ async function runProxyCommand (args: string[]): Promise<number> {
 }
 
 async function runCheckCommand (args: string[]): Promise<number> {
-  let values: { config?: string, json?: boolean, help?: boolean }
+  let values: { config?: string, 'mulch-config'?: string, json?: boolean, help?: boolean }
   try {
-    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
   } catch (err) {
     return fail(2, `vmfront check: ${(err as Error).message}\n\n${CHECK_USAGE}`)
   }
@@ -136,11 +139,12 @@ async function runCheckCommand (args: string[]): Promise<number> {
     process.stdout.write(CHECK_USAGE)
     return 0
   }
-  const { checkConfigFile, formatCheckReport } = await import('./check.ts')
-  const report = await checkConfigFile(values.config)
+  const { checkConfigFile, checkMulchConfig, formatCheckReport } = await import('./check.ts')
+  const mulch = values['mulch-config']
+  const report = mulch === undefined ? await checkConfigFile(values.config) : await checkMulchConfig(mulch, values.config)
   if (values.json === true) process.stdout.write(JSON.stringify({ ok: report.ok, problems: report.problems, summary: report.summary }, null, 2) + '\n')
   else {
-    const text = formatCheckReport(values.config ?? '<embedded default>', report)
+    const text = formatCheckReport(mulch ?? values.config ?? '<embedded default>', report)
     process.stdout.write(text.problems)
     if (report.ok) process.stdout.write(text.verdict)
     else process.stderr.write(text.verdict)

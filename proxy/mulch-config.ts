@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path'
 import { checkConfig, isTopLevelConfigKey, parseTomlDocument, type ProxyConfig } from './config.ts'
 import { FileInvalidError, ProxyError, type Problem } from './errors.ts'
 import { hostnameProblem } from './route-table.ts'
+import { describeError } from '../certs/index.ts'
 import { lineOfKey, tomlKeyLines } from './toml-positions.ts'
 import type { ConfigSources } from './check.ts'
 
@@ -321,7 +322,7 @@ function readText (file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8')
   } catch (err) {
-    throw new ProxyError('CONFIG_UNREADABLE', `${file}: cannot read the ${what}: ${(err as Error).message}`, { cause: err })
+    throw new ProxyError('CONFIG_UNREADABLE', `${file}: cannot read the ${what}: ${describeError(err)}`, { cause: err })
   }
 }
 
