@@ -9,7 +9,7 @@ import { rootCertificates } from 'node:tls'
 import * as acme from 'acme-client'
 import { parseRenewalInfo, type RenewalWindow } from './ari.ts'
 import type { CertLogger } from './config.ts'
-import { CertError, errorMessage, storageFailureParts } from './errors.ts'
+import { CertError, describeError, errorMessage, storageFailureParts } from './errors.ts'
 import type { ChallengeStore } from './http01.ts'
 import { buildOrderPayload, type IssuedCertificate, type Issuer, type IssueRequest } from './issuer.ts'
 import type { Storage, StorageKeys } from './storage.ts'
@@ -57,9 +57,48 @@ function configureHttp (client: acme.Client, agent: https.Agent, timeoutMs: numb
     throw new CertError('CERTS_CONFIG_INVALID', 'unsupported acme-client version: no http client on the instance')
   }
   const request = http.request.bind(http)
-  http.request = async (url, method, opts = {}) =>
-    await request(url, method, { ...opts, httpsAgent: agent, timeout: timeoutMs, retryAttempt: Number.MAX_SAFE_INTEGER })
+  http.request = async (url, method, opts = {}) => {
+    try {
+      return await request(url, method, { ...opts, httpsAgent: agent, timeout: timeoutMs, retryAttempt: Number.MAX_SAFE_INTEGER })
+    } catch (err) {
+      // An HTTP answer (4xx/5xx, an ACME problem document) is the CA's word: pass it on.
+      if ((err as { response?: unknown }).response !== undefined) throw err
+      // No answer at all: acme-client loses the network error (its retry interceptor reads
+      // `response.config` of an undefined response), so ask the server ourselves, once.
+      throw await unreachable(url, agent, timeoutMs, err)
+    }
+  }
   return http
+}
+
+/** Words for why a TLS or TCP connection failed, as an operator fixes it. */
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'host name not found (DNS)',
+  EAI_AGAIN: 'DNS lookup failed (temporary)',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its TLS certificate is not trusted (acme.ca_file names an extra CA)',
+  SELF_SIGNED_CERT_IN_CHAIN: 'its TLS certificate is not trusted (acme.ca_file names an extra CA)',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'its TLS certificate is self-signed and not trusted (acme.ca_file names an extra CA)',
+  CERT_HAS_EXPIRED: 'its TLS certificate has expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its TLS certificate does not cover its host name'
+}
+
+/** Probes `url` to learn why acme-client got no answer: "cannot reach the ACME server URL: connection refused". */
+async function unreachable (url: string, agent: https.Agent, timeoutMs: number, original: unknown): Promise<CertError> {
+  const reason = await new Promise<string | undefined>((resolve) => {
+    const req = https.get(url, { agent, timeout: timeoutMs }, (res) => {
+      res.resume()
+      resolve(undefined)
+    })
+    req.on('timeout', () => { req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })) })
+    req.on('error', (err: Error & { code?: string }) => { resolve(NETWORK_REASONS[err.code ?? ''] ?? describeError(err)) })
+  })
+  const what = reason ?? `no usable answer (${errorMessage(original)})`
+  return new CertError('CERTS_ACME_UNAVAILABLE', `cannot reach the ACME server ${url}: ${what}`, { cause: original })
 }
 
 /** Creates the acme-client Issuer. Nothing touches the network until `init()`/`issue()`. */
