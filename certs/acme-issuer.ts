@@ -87,8 +87,11 @@ const NETWORK_REASONS: Record<string, string> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'its TLS certificate does not cover its host name'
 }
 
-/** Probes `url` to learn why acme-client got no answer: "cannot reach the ACME server URL: connection refused". */
-async function unreachable (url: string, agent: https.Agent, timeoutMs: number, original: unknown): Promise<CertError> {
+/**
+ * Probes `url` to learn why acme-client got no answer: "cannot reach the ACME server URL:
+ * connection refused". A plain Error: the order that made the request wraps it with its domain.
+ */
+async function unreachable (url: string, agent: https.Agent, timeoutMs: number, original: unknown): Promise<Error> {
   const reason = await new Promise<string | undefined>((resolve) => {
     const req = https.get(url, { agent, timeout: timeoutMs }, (res) => {
       res.resume()
@@ -98,7 +101,7 @@ async function unreachable (url: string, agent: https.Agent, timeoutMs: number, 
     req.on('error', (err: Error & { code?: string }) => { resolve(NETWORK_REASONS[err.code ?? ''] ?? describeError(err)) })
   })
   const what = reason ?? `no usable answer (${errorMessage(original)})`
-  return new CertError('CERTS_ACME_UNAVAILABLE', `cannot reach the ACME server ${url}: ${what}`, { cause: original })
+  return new Error(`cannot reach the ACME server ${url}: ${what}`, { cause: original })
 }
 
 /** Creates the acme-client Issuer. Nothing touches the network until `init()`/`issue()`. */

@@ -33,7 +33,7 @@ async function orderError (t: { teardown (fn: () => unknown): void, ok (v: unkno
 
 t.test('connection refused', async (t) => {
   const message = await orderError(t, 'https://127.0.0.1:9/directory')
-  t.equal(message, 'cannot reach the ACME server https://127.0.0.1:9/directory: connection refused')
+  t.equal(message, 'ordering a certificate for site.test: cannot reach the ACME server https://127.0.0.1:9/directory: connection refused')
 })
 
 t.test('a directory whose TLS certificate is not trusted', async (t) => {
@@ -43,6 +43,6 @@ t.test('a directory whose TLS certificate is not trusted', async (t) => {
   t.teardown(() => server.close())
   const url = `https://127.0.0.1:${(server.address() as { port: number }).port}/directory`
   const message = await orderError(t, url)
-  t.match(message, new RegExp(`^cannot reach the ACME server ${url.replace(/[.]/g, '\\.')}: its TLS certificate .*not trusted \\(acme\\.ca_file names an extra CA\\)$`))
+  t.match(message, new RegExp(`^ordering a certificate for site\\.test: cannot reach the ACME server ${url.replace(/[.]/g, '\\.')}: its TLS certificate .*not trusted \\(acme\\.ca_file names an extra CA\\)$`))
   t.notMatch(message, /undefined|Cannot read/)
 })
