@@ -41,6 +41,12 @@ export interface RouteParseClientOptions {
   workerUrl?: URL
   /** Told when a worker dies, with the reason. */
   onWorkerExit?: (reason: string) => void
+  /**
+   * A worker that has not answered by then is terminated and the reload fails
+   * (a 32 MiB file parses in a few seconds): a stuck parse must not hold every
+   * later reload behind it. Default 60 s.
+   */
+  answerTimeoutMs?: number
 }
 
 interface Pending {
@@ -54,6 +60,7 @@ export function createRouteParseClient (options: RouteParseClientOptions = {}): 
   let nextId = 1
   const pending = new Map<number, Pending>()
   let closed = false
+  const answerTimeoutMs = options.answerTimeoutMs ?? 60_000
 
   function dead (w: Worker, reason: string): void {
     if (worker !== w) return
@@ -86,7 +93,15 @@ export function createRouteParseClient (options: RouteParseClientOptions = {}): 
     // Referenced only while it owes an answer: an idle worker never holds the exit.
     w.ref()
     return new Promise<ParseReply>((resolve, reject) => {
-      pending.set(request.id, { resolve, reject })
+      const timer = setTimeout(() => {
+        dead(w, `no answer within ${answerTimeoutMs / 1000} s: terminated`)
+        void w.terminate()
+      }, answerTimeoutMs)
+      timer.unref()
+      pending.set(request.id, {
+        resolve: (reply) => { clearTimeout(timer); resolve(reply) },
+        reject: (err) => { clearTimeout(timer); reject(err) }
+      })
       w.postMessage(request)
     })
   }
