@@ -7,6 +7,7 @@ import { createMetrics } from '../../proxy/metrics.ts'
 import { silentLogger } from '../../proxy/log.ts'
 import { Router } from '../../proxy/router.ts'
 import type { RouterHolder } from '../../proxy/handler.ts'
+import { pollUntil } from '../helpers/pebble.ts'
 
 function routesText (count: number, salt: string, extra: Array<Record<string, unknown>> = []): string {
   const routes: Array<Record<string, unknown>> = []
@@ -110,6 +111,7 @@ t.test('small files stay on the main thread (no worker round trip)', async (t) =
     parse: async () => { throw new Error('the worker was used for a small file') },
     take: async () => {},
     release: () => {},
+    running: () => false,
     close: async () => {}
   }
   const { holder, reloader, setText } = rig(t, { parser: never })
@@ -147,6 +149,21 @@ t.test('a worker that does not answer in time is terminated: the reload fails, t
   setText(routesText(2000, 'two'))
   t.match(await reloader.reload('SIGHUP'), { result: 'success', routes: 2000 })
   t.equal(holder.router.has('d0.two.test'), true)
+})
+
+t.test('one worker serves a burst of reloads and retires when idle (its heap is freed); the next reload starts one', async (t) => {
+  const parser = createRouteParseClient({ idleMs: 300 })
+  const { holder, reloader, setText } = rig(t, { parser })
+  t.equal(parser.running(), false, 'no worker before a big file')
+  setText(routesText(2000, 'one'))
+  await reloader.reload('start')
+  t.equal(parser.running(), true)
+  setText(routesText(2000, 'two'))
+  t.match(await reloader.reload('SIGHUP'), { result: 'success' })
+  await pollUntil(() => !parser.running(), 5000, 'the idle worker to retire')
+  setText(routesText(2000, 'three'))
+  t.match(await reloader.reload('SIGHUP'), { result: 'success', routes: 2000 })
+  t.equal(holder.router.has('d0.three.test'), true)
 })
 
 t.test('close terminates the worker: a reload in flight fails at once, later ones fail cleanly', async (t) => {
