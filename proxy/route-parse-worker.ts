@@ -7,6 +7,7 @@
  * one message would block the main thread for as long again on arrival.
  */
 import { createHash } from 'node:crypto'
+import { setPriority } from 'node:os'
 import { parentPort } from 'node:worker_threads'
 import { parseRouteFileText, type Route, type RouteProblem } from './route-table.ts'
 
@@ -23,6 +24,16 @@ export type ParseReply =
   | { type: 'parsed', id: number, hash: string, version: number, format: 'v1' | 'mulch-legacy', count: number, warnings: RouteProblem[], warningCount: number }
   | { type: 'routes', id: number, routes: Route[] }
   | { type: 'error', id: number, message: string }
+
+// On Linux a nice value belongs to a thread, and setpriority(PRIO_PROCESS, 0)
+// means the calling one: this lowers the parse thread only, so on a busy host the
+// kernel runs the serving thread first. (Elsewhere it would renice the whole
+// process: not done.)
+if (process.platform === 'linux') {
+  try {
+    setPriority(10)
+  } catch { /* not allowed: parse at normal priority */ }
+}
 
 /** The routes of the last table parsed, until the main thread has taken them. */
 let held: readonly Route[] = []

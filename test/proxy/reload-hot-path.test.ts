@@ -6,8 +6,12 @@ import net from 'node:net'
 import { startProxyProcess } from '../helpers/proxy-process.ts'
 import { startBackend } from '../helpers/backend.ts'
 
-/** SPEC §12 says 50 ms; a shared 2-core CI machine adds its own noise (measured figures: README). */
-const BOUND_MS = 150
+/**
+ * SPEC §12 says 50 ms, and an idle machine gives 16-48 ms; but with one core taken by
+ * another process (as when the suite runs two files at once on 2 cores) the slowest
+ * request measured 32-142 ms. The old code held the loop 587 ms: this still tells them apart.
+ */
+const BOUND_MS = 250
 const LOADED = 'routes loaded'
 
 function bigFile (salt: string, count = 100_000): string {
