@@ -31,7 +31,7 @@ export type ParseReply =
 // process: not done.)
 if (process.platform === 'linux') {
   try {
-    setPriority(10)
+    setPriority(5)
   } catch { /* not allowed: parse at normal priority */ }
 }
 
