@@ -9,6 +9,7 @@
  * 100,000 routes grew it to (measured: about 190 MiB of RSS).
  */
 import { Worker } from 'node:worker_threads'
+import { ProxyError } from './errors.ts'
 import type { ParseReply, ParseRequest } from './route-parse-worker.ts'
 import type { Route, RouteProblem } from './route-table.ts'
 
@@ -36,8 +37,12 @@ export interface RouteParseClient {
   close (): Promise<void>
 }
 
-export class RouteParseWorkerError extends Error {
-  readonly code = 'ROUTE_PARSE_WORKER'
+/** The worker died, did not answer in time, answered wrongly, or the parser is closed. */
+export class RouteParseWorkerError extends ProxyError<'ROUTE_PARSE_WORKER'> {
+  constructor (message: string) {
+    super('ROUTE_PARSE_WORKER', message)
+    this.name = 'RouteParseWorkerError'
+  }
 }
 
 export interface RouteParseClientOptions {
