@@ -295,6 +295,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
         add(route, from + k)
       }
     })
+    if (routes.length !== result.count) throw new Error(`the route parse worker returned ${routes.length} of ${result.count} routes`)
     const table: RouteTable = Object.freeze({ version: result.version, format: result.format, routes: Object.freeze(routes) })
     return commit(table, collected, result.hash, reason)
   }

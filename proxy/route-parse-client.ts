@@ -75,21 +75,23 @@ export function createRouteParseClient (options: RouteParseClientOptions = {}): 
   const idleMs = options.idleMs ?? 10_000
   let idleTimer: NodeJS.Timeout | undefined
 
-  /** Ends a worker on purpose (idle, closed): nobody is told it died. */
-  async function retire (w: Worker, reason: string): Promise<void> {
-    if (worker === w) worker = undefined
+  function failPending (reason: string): void {
     const err = new RouteParseWorkerError(`the route parse worker stopped (${reason}); a new one starts on the next reload`)
     for (const p of pending.values()) p.reject(err)
     pending.clear()
+  }
+
+  /** Ends a worker on purpose (idle, closed): nobody is told it died. */
+  async function retire (w: Worker, reason: string): Promise<void> {
+    if (worker === w) worker = undefined
+    failPending(reason)
     await w.terminate()
   }
 
   function dead (w: Worker, reason: string): void {
     if (worker !== w) return
     worker = undefined
-    const err = new RouteParseWorkerError(`the route parse worker stopped (${reason}); a new one starts on the next reload`)
-    for (const p of pending.values()) p.reject(err)
-    pending.clear()
+    failPending(reason)
     if (!closed) options.onWorkerExit?.(reason)
   }
 

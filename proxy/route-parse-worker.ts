@@ -43,7 +43,11 @@ function answer (request: ParseRequest): ParseReply | undefined {
     held = []
     return undefined
   }
-  if (request.type === 'routes') return { type: 'routes', id: request.id, routes: held.slice(request.from, request.to) }
+  if (request.type === 'routes') {
+    // A worker restarted between two slices holds nothing: never answer with a short table.
+    if (request.to > held.length) throw new Error(`holds ${held.length} routes, not the ${request.to} asked for (restarted?)`)
+    return { type: 'routes', id: request.id, routes: held.slice(request.from, request.to) }
+  }
   held = []
   const hash = createHash('sha256').update(request.text).digest('hex')
   if (hash === request.lastHash) return { type: 'unchanged', id: request.id, hash }

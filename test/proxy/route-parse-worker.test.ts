@@ -175,3 +175,9 @@ t.test('close terminates the worker: a reload in flight fails at once, later one
   t.match(await inFlight, { result: 'failure', errors: [{ path: '$', message: /^the route parse worker stopped \(closed\)/ }] })
   t.match(await reloader.reload('SIGHUP'), { result: 'failure', errors: [{ path: '$', message: 'the route parser is closed (shutting down)' }] })
 })
+
+t.test('a worker that holds no table (restarted between two slices) refuses to answer with a short one', async (t) => {
+  const parser = createRouteParseClient()
+  t.teardown(() => parser.close())
+  await t.rejects(parser.take(10, () => { t.fail('no slice') }), { code: 'ROUTE_PARSE_WORKER', message: 'the route parse worker failed: holds 0 routes, not the 10 asked for (restarted?)' })
+})
