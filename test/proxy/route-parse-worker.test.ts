@@ -68,8 +68,8 @@ t.test('a 100,000-route file loads through the worker: complete, frozen, served 
   t.equal(table.routes.length, 100_000)
   t.ok(Object.isFrozen(table) && Object.isFrozen(table.routes) && Object.isFrozen(table.routes[5]) && Object.isFrozen(table.routes[5].target), 'deep-frozen like a table parsed in place')
   t.equal(table.routes[5].domain, 'd5.b.test', 'in file order')
-  // the old code held the loop for the whole parse: 400-600 ms here
-  t.ok(stallMs < 150, `longest event-loop stall during the reload: ${stallMs.toFixed(1)} ms`)
+  // the old code held the loop for the whole parse: 400-600 ms here; 300 leaves room for a loaded machine
+  t.ok(stallMs < 300, `longest event-loop stall during the reload: ${stallMs.toFixed(1)} ms`)
   t.comment(`longest stall ${stallMs.toFixed(1)} ms`)
 })
 
