@@ -86,9 +86,8 @@ export interface ReloaderOptions {
   inlineMaxChars?: number
 }
 
-/** Route entries and their lookup map, collected as routes arrive. */
+/** Route entries by domain, collected as routes arrive. */
 interface Collected {
-  entries: RouteEntry[]
   map: Map<string, RouteEntry>
   warnings: RouteProblem[]
   warningCount: number
@@ -114,7 +113,6 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   let current: RouteTable = EMPTY
   /** The format of the file the table in service came from (undefined: none yet). */
   let servedFormat: RouteTable['format'] | undefined
-  let entries: RouteEntry[] = []
   let lastHash: string | undefined
   let loadedOnce = false
   const status: ReloadStatus = { result: 'never', at: undefined, lastSuccessAt: undefined, routes: 0, file: options.file, format: undefined, sha256: undefined, errors: [], warnings: [], errorCount: 0, warningCount: 0 }
@@ -124,24 +122,25 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   const inlineMaxChars = options.inlineMaxChars ?? INLINE_PARSE_MAX_CHARS
   let parser = options.parser
 
+  /** The file's entries by domain, as served (never changed once built). */
+  let fileMap = new Map<string, RouteEntry>()
+
   /**
-   * Serves `entries` plus the chained domains. `fileMap` (the file's entries by
-   * domain, built as they arrived) is adopted instead of copying 100,000 entries.
+   * Serves the file's entries plus the chained domains. The file's map is built
+   * as its routes arrive and reused as is when only chained domains change, so
+   * neither copies 100,000 entries in one event-loop turn.
    */
-  function swap (fileMap?: Map<string, RouteEntry>): void {
-    let merged = fileMap
-    if (merged === undefined) {
-      merged = new Map<string, RouteEntry>()
-      for (const entry of entries) merged.set(entry.domain, entry)
-    }
+  function swap (nextFileMap?: Map<string, RouteEntry>): void {
+    if (nextFileMap !== undefined) fileMap = nextFileMap
+    const chained = new Map<string, RouteEntry>()
     for (const entry of options.chainEntries?.() ?? []) {
-      if (merged.has(entry.domain)) {
+      if (fileMap.has(entry.domain)) {
         logger.warn('chained domain shadowed by a route of the file', { domain: entry.domain, child: entry.chain?.child })
         continue
       }
-      merged.set(entry.domain, entry)
+      if (!chained.has(entry.domain)) chained.set(entry.domain, entry)
     }
-    const router = new Router(merged)
+    const router = new Router(fileMap, chained)
     options.holder.router = router
     metrics.routes.set(router.size)
     metrics.retainDomains(router)
@@ -174,7 +173,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   }
 
   function collector (fileWarnings: RouteProblem[], fileWarningCount: number): { collected: Collected, add: (route: Route, index: number) => void } {
-    const collected: Collected = { entries: [], map: new Map(), warnings: fileWarnings.slice(0, STATUS_PROBLEMS), warningCount: fileWarningCount }
+    const collected: Collected = { map: new Map(), warnings: fileWarnings.slice(0, STATUS_PROBLEMS), warningCount: fileWarningCount }
     const add = (route: Route, index: number): void => {
       let profile = route.rateProfile ?? 'default'
       if (!options.hasProfile(profile)) {
@@ -183,7 +182,6 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
         profile = 'default'
       }
       const entry: RouteEntry = { domain: route.domain, route, profile }
-      collected.entries.push(entry)
       collected.map.set(entry.domain, entry)
     }
     return { collected, add }
@@ -199,7 +197,6 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     const { warnings, warningCount } = collected
     current = table
     servedFormat = hash === undefined ? undefined : table.format
-    entries = collected.entries
     lastHash = hash
     swap(collected.map)
     options.onTable?.(table)

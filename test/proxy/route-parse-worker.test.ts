@@ -181,3 +181,23 @@ t.test('a worker that holds no table (restarted between two slices) refuses to a
   t.teardown(() => parser.close())
   await t.rejects(parser.take(10, () => { t.fail('no slice') }), { code: 'ROUTE_PARSE_WORKER', message: 'the route parse worker failed: holds 0 routes, not the 10 asked for (restarted?)' })
 })
+
+t.test('a change of chained domains reuses the 100,000 file entries as they are (no long turn)', async (t) => {
+  const chained = [{ domain: 'child.test', route: { domain: 'child.test', redirectCode: 302, redirectToHttps: false } as const, profile: 'default', chain: { child: 'c1', url: 'http://127.0.0.1:1' } }]
+  const { holder, reloader, setText, warnings } = rig(t, { chainEntries: () => chained })
+  setText(routesText(100_000, 'f'))
+  await reloader.reload('start')
+  const before = holder.router
+  t.equal(before.size, 100_001)
+  chained.push({ ...chained[0], domain: 'child2.test' }, { ...chained[0], domain: 'd7.f.test' })
+  const started = performance.now()
+  reloader.rebuild()
+  const ms = performance.now() - started
+  t.not(holder.router, before, 'a new router')
+  t.equal(holder.router.entries, before.entries, 'the file entries are the same map, not a copy')
+  t.equal(holder.router.size, 100_002)
+  t.equal(holder.router.match('child2.test')?.chain?.child, 'c1')
+  t.equal(holder.router.match('d7.f.test')?.chain, undefined, 'a route of the file wins over a chained domain')
+  t.match(warnings.find((w) => w.msg === 'chained domain shadowed by a route of the file'), { domain: 'd7.f.test', child: 'c1' })
+  t.ok(ms < 20, `rebuild took ${ms.toFixed(2)} ms`)
+})
