@@ -351,6 +351,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
     await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     await forwarder.close().catch(() => {})
+    await reloader.close().catch(() => {})
     removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
     sink.flush()

@@ -24,7 +24,7 @@ export interface ProxyMetrics {
   /** The recorder of a domain from the route table, or of `_unknown`. */
   domain (name: string): DomainRecorder
   /** Drops the series of domains no longer in the table (keeps `_unknown`). */
-  retainDomains (current: ReadonlySet<string>): void
+  retainDomains (current: { has (domain: string): boolean }): void
   readonly inFlight: { value: number }
   readonly openConnections: { value: number }
   readonly routes: Gauge
@@ -120,7 +120,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     return recorder
   }
 
-  function retainDomains (current: ReadonlySet<string>): void {
+  function retainDomains (current: { has (domain: string): boolean }): void {
     for (const [name, recorder] of recorders) {
       if (name === UNKNOWN_DOMAIN || current.has(name)) continue
       for (const key of recorder.keys) {

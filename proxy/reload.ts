@@ -7,12 +7,17 @@
  * route-file-read (regular files only, never a blocking open, size-capped), and a
  * read that still has not returned after `readTimeoutMs` (a hung network file
  * system) fails the reload instead of wedging every later one.
+ *
+ * A big file is parsed off the event loop: in a worker thread (route-parse-client),
+ * its routes brought back and indexed a slice at a time, so requests are served
+ * while a 100,000-route file loads (figures: README). The swap stays one assignment.
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { RouterHolder } from './handler.ts'
-import { isEmptyLegacyTable, parseRouteFileText, type RouteProblem, type RouteTable } from './route-table.ts'
+import { isEmptyLegacyTable, parseRouteFileText, type Route, type RouteProblem, type RouteTable } from './route-table.ts'
+import { createRouteParseClient, type RouteParseClient } from './route-parse-client.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { Router, type RouteEntry } from './router.ts'
 
@@ -37,6 +42,11 @@ export const LOGGED_PROBLEMS = 20
 const STATUS_PROBLEMS = 100
 /** A read of the route file that has not returned by then is given up on. */
 const READ_TIMEOUT_MS = 10_000
+/**
+ * Files up to this many characters (about 750 routes, under 5 ms to parse) are
+ * parsed on the main thread: the worker's round trips would cost more than they save.
+ */
+export const INLINE_PARSE_MAX_CHARS = 64 * 1024
 
 export interface RouteReloader {
   /** Loads the file now (coalescing with a reload already running). */
@@ -51,6 +61,8 @@ export interface RouteReloader {
    * joins its thread pool at exit, so such a read would hold the exit too.
    */
   readPending (): boolean
+  /** Stops the parse worker (shutdown); a reload in flight in it fails. */
+  close (): Promise<void>
 }
 
 export interface ReloaderOptions {
@@ -68,6 +80,28 @@ export interface ReloaderOptions {
   readFile?: (file: string) => Promise<string>
   /** Default 10 s. */
   readTimeoutMs?: number
+  /** Parses big files off the event loop; default: a worker started on first need. */
+  parser?: RouteParseClient
+  /** Files up to this size parse on the main thread; default INLINE_PARSE_MAX_CHARS. */
+  inlineMaxChars?: number
+}
+
+/** Route entries by domain, collected as routes arrive. */
+interface Collected {
+  map: Map<string, RouteEntry>
+  warnings: RouteProblem[]
+  warningCount: number
+}
+
+/** The emptied-file refusal: a bare `{}` where a version 1 table is served. */
+function emptiedProblem (served: number): RouteProblem {
+  return { path: '$', message: `is a bare {} but the ${served} route${served === 1 ? '' : 's'} in service came from a version 1 file: refused as an emptied file; to empty the table, write {"version":1,"routes":[]}` }
+}
+
+/** Routes cloned from the worker are plain objects: frozen like the parser's. */
+function freezeRoute (route: Route): Route {
+  if (route.target !== undefined) Object.freeze(route.target)
+  return Object.freeze(route)
 }
 
 const EMPTY: RouteTable = Object.freeze({ version: 1, format: 'v1', routes: Object.freeze([]) })
@@ -79,28 +113,37 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   let current: RouteTable = EMPTY
   /** The format of the file the table in service came from (undefined: none yet). */
   let servedFormat: RouteTable['format'] | undefined
-  let entries: RouteEntry[] = []
   let lastHash: string | undefined
   let loadedOnce = false
   const status: ReloadStatus = { result: 'never', at: undefined, lastSuccessAt: undefined, routes: 0, file: options.file, format: undefined, sha256: undefined, errors: [], warnings: [], errorCount: 0, warningCount: 0 }
   let running: Promise<ReloadStatus> | undefined
   let queued: Promise<ReloadStatus> | undefined
   let pendingRead: { since: number } | undefined
+  const inlineMaxChars = options.inlineMaxChars ?? INLINE_PARSE_MAX_CHARS
+  let parser = options.parser
 
-  function swap (): void {
-    const merged = new Map<string, RouteEntry>()
-    for (const entry of entries) merged.set(entry.domain, entry)
+  /** The file's entries by domain, as served (never changed once built). */
+  let fileMap = new Map<string, RouteEntry>()
+
+  /**
+   * Serves the file's entries plus the chained domains. The file's map is built
+   * as its routes arrive and reused as is when only chained domains change, so
+   * neither copies 100,000 entries in one event-loop turn.
+   */
+  function swap (nextFileMap?: Map<string, RouteEntry>): void {
+    if (nextFileMap !== undefined) fileMap = nextFileMap
+    const chained = new Map<string, RouteEntry>()
     for (const entry of options.chainEntries?.() ?? []) {
-      if (merged.has(entry.domain)) {
+      if (fileMap.has(entry.domain)) {
         logger.warn('chained domain shadowed by a route of the file', { domain: entry.domain, child: entry.chain?.child })
         continue
       }
-      merged.set(entry.domain, entry)
+      if (!chained.has(entry.domain)) chained.set(entry.domain, entry)
     }
-    const router = new Router(merged.values())
+    const router = new Router(fileMap, chained)
     options.holder.router = router
     metrics.routes.set(router.size)
-    metrics.retainDomains(new Set(router.entries.keys()))
+    metrics.retainDomains(router)
   }
 
   /**
@@ -129,24 +172,33 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     return { ...status }
   }
 
-  function succeed (table: RouteTable, fileWarnings: RouteProblem[], fileWarningCount: number, hash: string | undefined, reason: string): ReloadStatus {
-    const warnings = fileWarnings.slice()
-    let warningCount = fileWarningCount
-    const nextEntries: RouteEntry[] = []
-    for (const [i, route] of table.routes.entries()) {
+  function collector (fileWarnings: RouteProblem[], fileWarningCount: number): { collected: Collected, add: (route: Route, index: number) => void } {
+    const collected: Collected = { map: new Map(), warnings: fileWarnings.slice(0, STATUS_PROBLEMS), warningCount: fileWarningCount }
+    const add = (route: Route, index: number): void => {
       let profile = route.rateProfile ?? 'default'
       if (!options.hasProfile(profile)) {
-        warningCount++
-        if (warnings.length < STATUS_PROBLEMS) warnings.push({ path: `$.routes[${i}].rate_profile`, message: `unknown rate profile "${profile}": using "default"` })
+        collected.warningCount++
+        if (collected.warnings.length < STATUS_PROBLEMS) collected.warnings.push({ path: `$.routes[${index}].rate_profile`, message: `unknown rate profile "${profile}": using "default"` })
         profile = 'default'
       }
-      nextEntries.push({ domain: route.domain, route, profile })
+      const entry: RouteEntry = { domain: route.domain, route, profile }
+      collected.map.set(entry.domain, entry)
     }
+    return { collected, add }
+  }
+
+  function succeed (table: RouteTable, fileWarnings: RouteProblem[], fileWarningCount: number, hash: string | undefined, reason: string): ReloadStatus {
+    const { collected, add } = collector(fileWarnings, fileWarningCount)
+    for (const [i, route] of table.routes.entries()) add(route, i)
+    return commit(table, collected, hash, reason)
+  }
+
+  function commit (table: RouteTable, collected: Collected, hash: string | undefined, reason: string): ReloadStatus {
+    const { warnings, warningCount } = collected
     current = table
     servedFormat = hash === undefined ? undefined : table.format
-    entries = nextEntries
     lastHash = hash
-    swap()
+    swap(collected.map)
     options.onTable?.(table)
     const now = new Date()
     Object.assign(status, { result: 'success', at: now.toISOString(), lastSuccessAt: now.toISOString(), routes: table.routes.length, format: table.format, sha256: hash, errors: [], warnings: warnings.slice(0, STATUS_PROBLEMS), errorCount: 0, warningCount })
@@ -192,26 +244,57 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
       return fail([{ path: '$', message }], 1, [], 0, reason)
     }
     loadedOnce = true
+    if (text.length > inlineMaxChars) return await loadInWorker(text, reason)
     const hash = createHash('sha256').update(text).digest('hex')
-    if (hash === lastHash && status.result !== 'never') {
-      logger.info('route file unchanged', { file: options.file, reason })
-      metrics.routeReloads.inc({ result: 'success' })
-      metrics.lastReloadSuccessful.set(1)
-      status.result = 'success'
-      status.at = new Date().toISOString()
-      status.errors = []
-      status.errorCount = 0
-      return { ...status }
-    }
+    if (hash === lastHash && status.result !== 'never') return unchanged(reason)
     const parsed = parseRouteFileText(text)
     if (!parsed.ok) return fail(parsed.errors, parsed.errorCount, parsed.warnings, parsed.warningCount, reason)
     // mulchd writes `{}` when no VM has a domain, so a bare `{}` must load beside
     // it. Where the table came from a version 1 file (the vmfront daemon, or a
     // hand-written file), `{}` is an emptied file, not a decision: refused.
     if (isEmptyLegacyTable(parsed.table) && servedFormat === 'v1') {
-      return fail([{ path: '$', message: `is a bare {} but the ${current.routes.length} route${current.routes.length === 1 ? '' : 's'} in service came from a version 1 file: refused as an emptied file; to empty the table, write {"version":1,"routes":[]}` }], 1, parsed.warnings, parsed.warningCount, reason)
+      return fail([emptiedProblem(current.routes.length)], 1, parsed.warnings, parsed.warningCount, reason)
     }
     return succeed(parsed.table, parsed.warnings, parsed.warningCount, hash, reason)
+  }
+
+  function unchanged (reason: string): ReloadStatus {
+    logger.info('route file unchanged', { file: options.file, reason })
+    metrics.routeReloads.inc({ result: 'success' })
+    metrics.lastReloadSuccessful.set(1)
+    status.result = 'success'
+    status.at = new Date().toISOString()
+    status.errors = []
+    status.errorCount = 0
+    return { ...status }
+  }
+
+  /**
+   * Hashes and validates in the worker, then takes the routes a slice at a time
+   * (each slice one event-loop turn), indexing them as they come. Nothing is
+   * served from them until the one assignment in swap.
+   */
+  async function loadInWorker (text: string, reason: string): Promise<ReloadStatus> {
+    parser ??= createRouteParseClient({ onWorkerExit: (why) => { logger.warn('route parse worker stopped', { file: options.file, reason: why }) } })
+    const result = await parser.parse(text, status.result === 'never' ? undefined : lastHash, STATUS_PROBLEMS)
+    if (result.kind === 'unchanged') return unchanged(reason)
+    if (result.kind === 'invalid') return fail(result.errors, result.errorCount, result.warnings, result.warningCount, reason)
+    if (result.format === 'mulch-legacy' && result.count === 0 && servedFormat === 'v1') {
+      parser.release()
+      return fail([emptiedProblem(current.routes.length)], 1, result.warnings, result.warningCount, reason)
+    }
+    const { collected, add } = collector(result.warnings, result.warningCount)
+    const routes: Route[] = []
+    await parser.take(result.count, (slice, from) => {
+      for (let k = 0; k < slice.length; k++) {
+        const route = freezeRoute(slice[k])
+        routes.push(route)
+        add(route, from + k)
+      }
+    })
+    if (routes.length !== result.count) throw new Error(`the route parse worker returned ${routes.length} of ${result.count} routes`)
+    const table: RouteTable = Object.freeze({ version: result.version, format: result.format, routes: Object.freeze(routes) })
+    return commit(table, collected, result.hash, reason)
   }
 
   function reload (reason: string): Promise<ReloadStatus> {
@@ -232,6 +315,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     rebuild: swap,
     table: () => current,
     status: () => ({ ...status }),
-    readPending: () => pendingRead !== undefined
+    readPending: () => pendingRead !== undefined,
+    close: async () => { await parser?.close() }
   }
 }

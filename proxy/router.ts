@@ -37,26 +37,50 @@ export function normalizeHost (host: string | undefined): string {
   return bare.toLowerCase()
 }
 
-/** An immutable lookup table. */
+/**
+ * An immutable lookup table: the route file's entries, then the domains chained to
+ * children (which never shadow a route of the file). The two are kept apart so a
+ * change of chained domains reuses the file's map, of maybe 100,000 entries, as is.
+ */
 export class Router {
+  /** The route file's entries by domain. */
   readonly entries: ReadonlyMap<string, RouteEntry>
+  /** Chained domains that no route of the file shadows. */
+  readonly chained: ReadonlyMap<string, RouteEntry>
   readonly size: number
 
-  constructor (entries: Iterable<RouteEntry>) {
-    const map = new Map<string, RouteEntry>()
-    for (const entry of entries) map.set(entry.domain, entry)
-    this.entries = map
-    this.size = map.size
+  /**
+   * A Map (domain → entry) is adopted, not copied, and must not be changed
+   * afterwards: a reload builds it a slice at a time, and copying 100,000 entries
+   * in one go would block the event loop for tens of milliseconds.
+   */
+  constructor (entries: Iterable<RouteEntry> | ReadonlyMap<string, RouteEntry>, chained: ReadonlyMap<string, RouteEntry> = new Map()) {
+    if (entries instanceof Map) {
+      this.entries = entries
+    } else {
+      const map = new Map<string, RouteEntry>()
+      for (const entry of entries as Iterable<RouteEntry>) map.set(entry.domain, entry)
+      this.entries = map
+    }
+    this.chained = chained
+    this.size = this.entries.size + chained.size
   }
 
   /** Finds the entry for a Host header value; undefined for an unknown host. */
   match (hostHeader: string | undefined): RouteEntry | undefined {
     if (hostHeader === undefined) return undefined
     // Fast path: most clients send the bare lower-case name.
-    return this.entries.get(hostHeader) ?? this.entries.get(normalizeHost(hostHeader))
+    const exact = this.get(hostHeader)
+    if (exact !== undefined) return exact
+    const host = normalizeHost(hostHeader)
+    return host === hostHeader ? undefined : this.get(host)
   }
 
   has (domain: string): boolean {
-    return this.entries.has(domain)
+    return this.entries.has(domain) || this.chained.has(domain)
+  }
+
+  private get (domain: string): RouteEntry | undefined {
+    return this.entries.get(domain) ?? (this.chained.size === 0 ? undefined : this.chained.get(domain))
   }
 }
