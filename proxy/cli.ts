@@ -20,7 +20,7 @@ Commands:
   proxy [--config FILE]        run the proxy in the foreground (embedded default without --config;
         [--mulch-config DIR]   --mulch-config reads Mulch's mulchd.toml, to replace mulch-proxy)
   check [--config FILE] [--json]
-                               validate the config and every file it names, binding and writing
+        [--mulch-config DIR]   validate the config and every file it names, binding and writing
                                nothing; print every problem (exit 0 valid, 2 invalid)
   routes check [--all] FILE    validate a route file; print each problem with its JSON path
                                (the first 20 unless --all)
@@ -77,9 +77,10 @@ configuration prints a one-line summary. Listeners are not bound: a port already
 in use is not reported.
 
 Options:
-  -c, --config FILE   the proxy's TOML configuration
-      --json          print { ok, problems: [{ file, line?, key, message, severity }], summary }
-  -h, --help          this text
+  -c, --config FILE                the proxy's TOML configuration
+      --mulch-config DIR_OR_FILE   Mulch's mulchd.toml (a folder: DIR/mulchd.toml)
+      --json                       print { ok, problems: [{ file, line?, key, message, severity }], summary }
+  -h, --help                       this text
 
 Exit status: 0 valid (warnings allowed), 2 invalid or unreadable.
 `

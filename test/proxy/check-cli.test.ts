@@ -23,7 +23,7 @@ async function listen (t: { teardown: (fn: () => unknown) => void }): Promise<nu
 t.test('check --help prints its usage on stdout and exits 0', async (t) => {
   const r = run(['check', '--help'])
   t.equal(r.status, 0)
-  t.match(r.stdout, /^Usage: vmfront check \[--config FILE\] \[--json\]/)
+  t.match(r.stdout, /^Usage: vmfront check \[--config FILE\] \[--mulch-config DIR_OR_FILE\] \[--json\]/)
   t.equal(r.stderr, '')
   t.match(run(['help']).stdout, /check \[--config FILE\] \[--json\]/, 'listed in the top-level usage')
   const typo = run(['chek'])
