@@ -17,7 +17,7 @@ import type { WebSocketProxy } from './websocket.ts'
 import type { Logger } from './log.ts'
 import type { AccessLog, AccessEntry } from './access-log.ts'
 import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
-import { admitRequest, type RateLimiter, type Refusal } from './rate-limit.ts'
+import { admitRequest, type ClosingResponse, type RateLimiter, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 import { createLogThrottle } from './log-throttle.ts'
 import { hasDuplicateHost, splitAbsoluteTarget, toOriginForm } from './request-target.ts'
@@ -108,6 +108,30 @@ function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' |
   const trusted = fromParent || deps.trustedProxies.matches(peer)
   const requestId = ids.resolve(req.headers[REQUEST_ID_HEADER], trusted)
   return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies, requestId), fromParent, trusted }
+}
+
+/**
+ * Runs `go` once the route's rate profile admits the client (at once without a
+ * limiter, and for a chain parent's request, limited once at the parent: SPEC §7);
+ * a refusal is counted, logged and answered by `refuse` with its Retry-After seconds.
+ * `holder` holds the client's slot until it closes.
+ */
+function admitClient (
+  deps: HandlerDeps, entry: RouteEntry, identity: Identity, holder: ClosingResponse,
+  go: () => void, refuse: (retryAfter: string) => void, fail: (err: unknown) => void
+): void {
+  const limiter = deps.limiter
+  if (limiter === undefined || identity.fromParent) {
+    go()
+    return
+  }
+  const ip = identity.client.clientIp
+  admitRequest(limiter, ip, entry.profile, holder, go, (refusal: Refusal) => {
+    const profile = limiter.profile(entry.profile).name
+    deps.metrics.rateLimited.inc({ profile })
+    deps.logger.info('rate limited', { domain: entry.domain, client: ip, profile, reason: refusal.reason })
+    refuse(String(Math.max(1, Math.ceil(refusal.retryAfterSec))))
+  }, fail)
 }
 
 /** Identifies the client of a routed request (or upgrade) and records who it is on `active`. */
@@ -302,17 +326,8 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         forwarder.forward(req, res, target.origin, path, headers, onError, active)
       }
 
-      // SPEC §7: a chained request was rate limited once, at the parent.
-      if (deps.limiter === undefined || identity.fromParent) {
-        forward()
-        return
-      }
-      const limiter = deps.limiter
-      admitRequest(limiter, client.clientIp, entry.profile, res, forward, (refusal: Refusal) => {
-        const profile = limiter.profile(entry.profile).name
-        metrics.rateLimited.inc({ profile })
-        deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile, reason: refusal.reason })
-        sendError(res, active, 429, { 'retry-after': String(Math.max(1, Math.ceil(refusal.retryAfterSec))) })
+      admitClient(deps, entry, identity, res, forward, (retryAfter) => {
+        sendError(res, active, 429, { 'retry-after': retryAfter })
       }, (err: unknown) => {
         deps.logger.error('request handler failed', { err })
         sendError(res, active, 500)
@@ -422,18 +437,9 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
         }, { stats: active })
       }
 
-      // SPEC §7: a chained request was rate limited once, at the parent.
-      if (deps.limiter === undefined || identity.fromParent) {
-        open()
-        return
-      }
-      const limiter = deps.limiter
       // The slot is released when the client socket closes: at the end of the tunnel.
-      admitRequest(limiter, client.clientIp, entry.profile, socket, open, (refusal: Refusal) => {
-        const profile = limiter.profile(entry.profile).name
-        metrics.rateLimited.inc({ profile })
-        deps.logger.info('rate limited', { domain: entry.domain, client: client.clientIp, profile, reason: refusal.reason })
-        refuse(429, `Retry-After: ${Math.max(1, Math.ceil(refusal.retryAfterSec))}\r\n`)
+      admitClient(deps, entry, identity, socket, open, (retryAfter) => {
+        refuse(429, `Retry-After: ${retryAfter}\r\n`)
       }, (err: unknown) => {
         deps.logger.error('upgrade handler failed', { err })
         refuse(500)
