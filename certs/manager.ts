@@ -200,6 +200,11 @@ export function createCertManager (options: CertManagerOptions): CertManager {
     },
     defaultSecureContextOptions: () => ({ key: fallback.keyPem, cert: fallback.chainPem }),
     handleHttpChallenge: (req, res) => challenges.handle(req, res),
+    servedPem (domain) {
+      const name = normalizeServerName(domain)
+      const cert = name === undefined ? undefined : cache.lookup(name, Date.now())
+      return cert === undefined ? undefined : { source: cert.source, chainPem: cert.chainPem, keyPem: cert.keyPem }
+    },
     loadExtraCerts: reloadExtra,
     async ensure (domain) {
       const name = normalizeServerName(domain)

@@ -92,6 +92,11 @@ export interface CertManager {
   stop (): Promise<void>
   /** Every known domain, sorted: user and ACME certificates, and domains still waiting for one. */
   status (): CertStatus[]
+  /**
+   * The PEMs of the certificate a handshake for `domain` gets now (user or ACME), or
+   * undefined while only the self-signed fallback would serve it. Reads memory only.
+   */
+  servedPem (domain: string): { readonly source: CertSource, readonly chainPem: string, readonly keyPem: string } | undefined
   /** Whether ACME can order now, and if not, why (in words) and when it retries. */
   acmeStatus (): AcmeStatus
   on (event: 'order', fn: (e: OrderEvent) => void): this

@@ -28,6 +28,7 @@ import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createRateLimiter } from './rate-limit.ts'
+import { createMulchCertExport, type MulchCertExport } from './mulch-cert-export.ts'
 import { isUnlimited } from './rate-profile.ts'
 import { hostnameProblem } from './route-table.ts'
 import { createUpstreamErrorLog } from './upstream-errors.ts'
@@ -187,6 +188,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   }
 
   let exampleBackend: http.Server | undefined
+  let mulchCerts: MulchCertExport | undefined
   let admin: http.Server | undefined
   let ready = false
   const dumpSources = {
@@ -262,6 +264,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       reloader.rebuild()
     }
     await certs.start()
+    // mulchd's HTTPS API reads its certificate from data_dir/certs/<listen_https_domain>.
+    mulchCerts = createMulchCertExport({ certs, dataDir: config.dataDir, domains: config.acme.extraDomains, logger: logger.child({ component: 'certs' }) })
+    await mulchCerts.syncAll()
     if (config.listen.https !== undefined) {
       const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
       const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
@@ -348,6 +353,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     exampleBackend?.closeAllConnections()
     websockets.close()
     limiter.close()
+    mulchCerts?.stop()
     // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
     await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     await forwarder.close().catch(() => {})
