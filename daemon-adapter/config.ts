@@ -55,6 +55,13 @@ export interface ChainConfig {
   readonly timeoutMs: number
   /** What to do when the parent cannot be asked: refuse the change (default) or allow it with a warning. */
   readonly onUnreachable: 'refuse' | 'allow'
+  /**
+   * The parent's protocol: vmfront's chain API, mulch-proxy's (`POST /domains/conflicts`
+   * with `Mulch-PSK`), or "auto": vmfront's first, Mulch's when that path is a 404.
+   */
+  readonly parentProtocol: 'auto' | 'vmfront' | 'mulch'
+  /** This host's proxy URL as its parent knows it (Mulch's `ForwardTo`: its own domains are no conflict). */
+  readonly childUrl: string
 }
 
 export interface DaemonConfig {
@@ -156,7 +163,9 @@ export function parseDaemonConfig (doc: Table, file: string): DaemonConfig {
     psk: ch.string('psk', ''),
     name: ch.string('name', '') || hostname(),
     timeoutMs: ch.parsed('timeout', '5s', parseDuration),
-    onUnreachable: ch.choice('on_unreachable', 'refuse', ['refuse', 'allow'])
+    onUnreachable: ch.choice('on_unreachable', 'refuse', ['refuse', 'allow']),
+    parentProtocol: ch.choice('parent_protocol', 'auto', ['auto', 'vmfront', 'mulch']),
+    childUrl: ch.string('child_url', '', checkUrl).replace(/\/+$/, '')
   }
   if (chain.parentUrl !== '' && chain.psk.length < 16) {
     ch.problem('psk', `must be at least 16 characters when chain.parent_url is set (it has ${chain.psk.length})`)

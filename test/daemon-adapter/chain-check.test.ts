@@ -107,3 +107,26 @@ t.test('the daemon in child mode with the parent down refuses new domains', asyn
   t.match(refused.stderr, /cannot ask the chain parent http:\/\/127\.0\.0\.1:\d+\/chain\/v1\/check about conflicts/)
   t.same(JSON.parse((await runVm(['vm', 'list', '--json'], env)).stdout), [])
 })
+
+t.test('a mulch-proxy parent: Mulch\'s POST /domains/conflicts, found by "auto" or named', async (t) => {
+  const { startMulchParent } = await import('../chain/mulch-standin.ts')
+  const parent = await startMulchParent(t, { psk: PSK })
+  // Another mulch child already owns one domain; this child's own domains are no conflict.
+  parent.chained.set('taken.example.com', 'http://10.9.9.9:80')
+  parent.chained.set('mine.example.com', 'http://10.0.0.2:80')
+  for (const protocol of ['auto', 'mulch'] as const) {
+    const check = createParentCheck(chainConfig(parent.apiUrl, { parent_protocol: protocol, child_url: 'http://10.0.0.2:80' }), silentLogger())
+    if (check === undefined) throw new Error('expected a check in child mode')
+    await check(['free.example.com', 'mine.example.com'])
+    const asked = parent.calls.filter((c) => c.path === '/domains/conflicts').at(-1)
+    t.equal(asked?.headers['mulch-psk'], PSK, `${protocol}: Mulch-PSK sent`)
+    t.same(JSON.parse(asked?.body ?? '{}'), { Domains: [{ Domain: 'free.example.com', RateProfile: '' }, { Domain: 'mine.example.com', RateProfile: '' }], ForwardTo: 'http://10.0.0.2:80' }, `${protocol}: Mulch's JSON, as mulchd sends it`)
+    await t.rejects(check(['taken.example.com']), {
+      code: 'CHAIN_CONFLICT',
+      message: 'taken.example.com is already claimed by "10.9.9.9" at the chain parent'
+    }, `${protocol}: a conflict names the owner`)
+  }
+  t.equal(parent.calls.filter((c) => c.path === '/chain/v1/check').length, 1, '"auto" asked vmfront\'s API once, then kept to Mulch\'s')
+  const wrong = createParentCheck(chainConfig(parent.apiUrl, { parent_protocol: 'mulch', psk: 'not-the-right-psk-at-all' }), silentLogger())
+  await t.rejects(wrong?.(['a.example.com']) ?? Promise.resolve(), { code: 'CHAIN_REJECTED', message: /403/ })
+})
