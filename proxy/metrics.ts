@@ -48,6 +48,8 @@ export interface ProxyMetrics {
   readonly tcpConnectionsTotal: Counter<'port' | 'result'>
   /** Bytes forwarded, by listen port and direction (`in` client to VM, `out` VM to client). */
   readonly tcpBytes: Counter<'port' | 'direction'>
+  /** Run before each scrape of vmfront_tcp_bytes_total: live relays add the bytes they batch. */
+  readonly tcpBytesFlushers: Set<() => void>
   /** Set by the TCP forwarder: per listen port, open connections and whether it is bound (read at scrape time). */
   tcpPorts: () => Array<{ port: string, connections: number, listening: boolean }>
 }
@@ -200,7 +202,14 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     }
   })
   const tcpConnectionsTotal = new Counter({ name: 'vmfront_tcp_connections_total', help: 'TCP connections accepted on forward ports, by listen port and result (forwarded, refused: source not allowed, failed: the VM did not answer).', labelNames: ['port', 'result'] as const, registers })
-  const tcpBytes = new Counter({ name: 'vmfront_tcp_bytes_total', help: 'Bytes forwarded on TCP forward ports, by listen port and direction (in: client to VM, out: VM to client).', labelNames: ['port', 'direction'] as const, registers })
+  const tcpBytesFlushers = new Set<() => void>()
+  const tcpBytes = new Counter({
+    name: 'vmfront_tcp_bytes_total',
+    help: 'Bytes forwarded on TCP forward ports, by listen port and direction (in: client to VM, out: VM to client).',
+    labelNames: ['port', 'direction'] as const,
+    registers,
+    collect () { for (const flush of tcpBytesFlushers) flush() }
+  })
 
   return {
     registry,
@@ -225,6 +234,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     set rateTrackedIps (fn) { state.rateTrackedIps = fn },
     tcpConnectionsTotal,
     tcpBytes,
+    tcpBytesFlushers,
     get tcpPorts () { return tcpState.tcpPorts },
     set tcpPorts (fn) { tcpState.tcpPorts = fn }
   }
