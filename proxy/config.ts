@@ -69,6 +69,8 @@ export interface ProxyConfig {
   }
   readonly upstream: { readonly keepAliveMs: number, readonly maxConnectionsPerTarget: number }
   readonly limits: { readonly maxHeaderBytes: number, readonly maxRequestsPerConnection: number }
+  /** `[server] workers` as written (0 = one per CPU); this version always runs one process. */
+  readonly server: { readonly workers: number }
   /** `file`: '' writes to stdout; else an absolute path, reopened on SIGUSR1. */
   readonly log: { readonly level: LogLevel, readonly access: boolean, readonly file: string }
   readonly errorPages: { readonly template: string }
@@ -137,6 +139,10 @@ const LIMITS: TableSpec = {
   max_header_bytes: { kind: { type: 'int', min: 1024, max: 1048576 }, default: 16384 },
   max_requests_per_connection: { kind: { type: 'int', min: 0, max: 10000000 }, default: 0 }
 }
+/** SPEC §12's process model; this version runs one process (issue 10 builds the workers). */
+const SERVER: TableSpec = {
+  workers: { kind: { type: 'int', min: 0, max: 1024 }, default: 0 }
+}
 const LOG: TableSpec = {
   level: { kind: { type: 'enum', values: LOG_LEVELS }, default: 'info' },
   access: { kind: { type: 'bool' }, default: true },
@@ -146,7 +152,7 @@ const ERROR_PAGES: TableSpec = {
   template: { kind: { type: 'string' }, default: '' }
 }
 const SECTIONS: Record<string, TableSpec> = {
-  listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES
+  listen: LISTEN, acme: ACME, tls: TLS, chain: CHAIN, headers: HEADERS, timeouts: TIMEOUTS, upstream: UPSTREAM, limits: LIMITS, log: LOG, error_pages: ERROR_PAGES, server: SERVER
 }
 
 /** Whether a top-level key exists in the config (the Mulch mapping sets `ports_file` only once it does). */
@@ -174,6 +180,8 @@ export function embeddedDefaultToml (): string {
     'http = "127.0.0.1:8080"',
     'https = "127.0.0.1:8443"',
     'admin = "127.0.0.1:9180"',
+    '[server]',
+    'workers = 1',
     ''
   ].join('\n')
 }
@@ -195,6 +203,10 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   for (const w of profiles.warnings) warnings.push(`${w.path}: ${w.message}`)
   if (profiles.ok) rateProfiles = profiles.profiles
   else problems.push(...profiles.problems)
+  const workers = (doc.server as Record<string, unknown> | undefined)?.workers
+  if (Number.isInteger(workers) && workers !== 1) {
+    warnings.push(`server.workers: ${String(workers)} asked for, but this version serves with one process on one core (several workers are not built yet)`)
+  }
 
   // Rules between keys look only at keys that are valid: an invalid key is
   // reported once, by itself, never again as the cause of bogus follow-ups
@@ -254,6 +266,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
     },
     upstream: { keepAliveMs: s.upstream.keepalive as number, maxConnectionsPerTarget: s.upstream.max_connections_per_target as number },
     limits: { maxHeaderBytes: s.limits.max_header_bytes as number, maxRequestsPerConnection: s.limits.max_requests_per_connection as number },
+    server: { workers: s.server.workers as number },
     log: { level: s.log.level as LogLevel, access: s.log.access as boolean, file: path(s.log.file) },
     errorPages: { template: path(s.error_pages.template) },
     rateProfiles,

@@ -111,3 +111,11 @@ t.test('vmfront routes check', async (t) => {
   t.equal(run(['routes', 'check', join(dir, 'missing.json')]).status, 2)
   t.equal(run(['routes', 'check', join(ROOT, 'examples/routes.json')]).status, 0, 'the shipped example is valid')
 })
+
+t.test('[server] workers is accepted (SPEC §12); other than 1 it warns that one process serves', async (t) => {
+  t.same(parseConfigText('[server]\nworkers = 1\n', 'w.toml').warnings, [], '1: no warning')
+  t.same(parseConfigText('[server]\nworkers = 4\n', 'w.toml').warnings.filter((w) => w.startsWith('server.workers')), ['server.workers: 4 asked for, but this version serves with one process on one core (several workers are not built yet)'])
+  t.equal(parseConfigText('[server]\nworkers = 4\n', 'w.toml').server.workers, 4)
+  t.same(problemsOf('[server]\nworkers = -1').map((p) => p.path), ['server.workers'], 'a negative count is an error')
+  t.same(problemsOf('[server]\nworkerz = 2').map((p) => p.message), ['is not a known key: did you mean "workers"?'])
+})
