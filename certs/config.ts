@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { CertError, describeError } from './errors.ts'
+import type { ChallengeStore } from './http01.ts'
 import type { Issuer } from './issuer.ts'
 import type { Storage } from './storage.ts'
 import { KEY_TYPES, type KeyType, splitPemCertificates } from './x509.ts'
@@ -71,8 +72,16 @@ export interface CertManagerOptions {
   acmeHttpTimeoutMs?: number
   /** Replaces file storage under storageDir (tests). */
   storage?: Storage
-  /** Replaces the acme-client issuer (tests). */
+  /**
+   * Replaces the acme-client issuer: tests, and a proxy's workers, whose orders one
+   * process makes for all of them.
+   */
   issuer?: Issuer
+  /**
+   * The HTTP-01 tokens of orders in progress (default: a store of this manager's own).
+   * A proxy with several workers shares the tokens its primary's orders set with them.
+   */
+  challenges?: ChallengeStore
 }
 
 /** Validated options with defaults applied. */

@@ -7,6 +7,8 @@
 export { createCertManager, normalizeServerName } from './manager.ts'
 export { CertError, describeError, type CertErrorCode } from './errors.ts'
 // The one atomic-write helper (tmp + fsync + rename, temp file removed on failure); the proxy's dump uses it too.
+export { createChallengeStore, HTTP01_PREFIX, type ChallengeStore } from './http01.ts'
+export { issuerKeyFromUrl } from './storage.ts'
 export { writeFileAtomic } from './file-storage.ts'
 export { acmeOptionProblems, DIRECTORY_SHORTCUTS, resolveDirectoryUrl, type AcmeOptions, type CertLogger, type CertManagerOptions } from './config.ts'
 export type { AcmeStatus, CertManager, CertStatus, CertificateEvent, OrderEvent, OrderReason, CertSource } from './types.ts'

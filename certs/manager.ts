@@ -51,7 +51,7 @@ export function createCertManager (options: CertManagerOptions): CertManager {
   const log = opts.logger
   const policy = options.policy
   const storage = options.storage ?? createFileStorage(opts.storageDir)
-  const challenges = createChallengeStore()
+  const challenges = options.challenges ?? createChallengeStore()
   const issuerKey = options.issuer?.key ?? issuerKeyFromUrl(opts.acme.directoryUrl)
   const keys = storageKeys(issuerKey)
   const issuer = !opts.acme.enabled

@@ -11,12 +11,13 @@ import type { Registry } from 'prom-client'
 import { parseStatusPageQuery, renderStatusPage, STATUS_PAGE_HEADERS, type StatusPageInput } from './status-page.ts'
 
 export interface AdminDeps {
-  registry: Registry
+  /** The exposition: one process's registry, or the sum over workers (SPEC §12). */
+  registry: Pick<Registry, 'metrics' | 'contentType'>
   /** True once listeners are up and a route table (possibly empty) is loaded. */
   healthy: () => boolean
-  status: () => unknown
+  status: () => unknown | Promise<unknown>
   /** What the HTML status page shows, read on each request. */
-  page: () => StatusPageInput
+  page: () => StatusPageInput | Promise<StatusPageInput>
   /** Writes a diagnostic dump; resolves to its path. */
   dump: () => Promise<string>
   /** Chain parent: removes a child by name or URL (undefined when not a parent). */
@@ -31,8 +32,8 @@ export function createAdminApp (deps: AdminDeps): Hono {
     return c.body(body, 200, { 'content-type': deps.registry.contentType })
   })
   app.get('/healthz', (c) => (deps.healthy() ? c.text('ok\n') : c.text('starting\n', 503)))
-  app.get('/status', (c) => c.json(deps.status() as object))
-  app.get('/', (c) => c.body(renderStatusPage(deps.page(), parseStatusPageQuery(new URL(c.req.url).searchParams)), 200, { ...STATUS_PAGE_HEADERS }))
+  app.get('/status', async (c) => c.json(await deps.status() as object))
+  app.get('/', async (c) => c.body(renderStatusPage(await deps.page(), parseStatusPageQuery(new URL(c.req.url).searchParams)), 200, { ...STATUS_PAGE_HEADERS }))
   const dump = async (c: { json: (v: object, s?: 200 | 500) => Response }): Promise<Response> => {
     try {
       return c.json({ file: await deps.dump() })

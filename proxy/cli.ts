@@ -6,7 +6,7 @@
  * 1 runtime failure.
  */
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config.ts'
+import { loadConfig, workerCount } from './config.ts'
 import { loadMulchConfig } from './mulch-config.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
 import { MAX_KEPT_PROBLEMS, parseRouteFileText } from './route-table.ts'
@@ -120,8 +120,11 @@ async function runProxyCommand (args: string[]): Promise<number> {
     throw err
   }
   const { startProxy } = await import('./main.ts')
+  const workers = workerCount(config)
+  // A worker loads the same files the same way (worker-main.ts).
+  const configArgs = [...(values.config === undefined ? [] : ['--config', values.config]), ...(values['mulch-config'] === undefined ? [] : ['--mulch-config', values['mulch-config']])]
   try {
-    const proxy = await startProxy(config)
+    const proxy = await startProxy(config, workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } })
     return await proxy.stopped
   } catch (err) {
     if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)

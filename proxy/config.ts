@@ -6,7 +6,7 @@
 import { unknownKeyMessage } from './suggest.ts'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { hostname, tmpdir } from 'node:os'
+import { availableParallelism, hostname, tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parse as parseToml } from 'smol-toml'
 import { checkTable, type ListenAddress, type TableSpec } from './config-schema.ts'
@@ -69,7 +69,7 @@ export interface ProxyConfig {
   }
   readonly upstream: { readonly keepAliveMs: number, readonly maxConnectionsPerTarget: number }
   readonly limits: { readonly maxHeaderBytes: number, readonly maxRequestsPerConnection: number }
-  /** `[server] workers` as written (0 = one per CPU); this version always runs one process. */
+  /** `[server] workers` as written (0 = one per CPU; see workerCount). */
   readonly server: { readonly workers: number }
   /** `file`: '' writes to stdout; else an absolute path, reopened on SIGUSR1. */
   readonly log: { readonly level: LogLevel, readonly access: boolean, readonly file: string }
@@ -139,7 +139,7 @@ const LIMITS: TableSpec = {
   max_header_bytes: { kind: { type: 'int', min: 1024, max: 1048576 }, default: 16384 },
   max_requests_per_connection: { kind: { type: 'int', min: 0, max: 10000000 }, default: 0 }
 }
-/** SPEC §12's process model; this version runs one process (issue 10 builds the workers). */
+/** SPEC §12's process model: request-serving worker processes (0 = one per CPU). */
 const SERVER: TableSpec = {
   workers: { kind: { type: 'int', min: 0, max: 1024 }, default: 0 }
 }
@@ -204,8 +204,9 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   if (profiles.ok) rateProfiles = profiles.profiles
   else problems.push(...profiles.problems)
   const workers = (doc.server as Record<string, unknown> | undefined)?.workers
-  if (Number.isInteger(workers) && workers !== 1) {
-    warnings.push(`server.workers: ${String(workers)} asked for, but this version serves with one process on one core (several workers are not built yet)`)
+  const chainMode = (doc.chain as Record<string, unknown> | undefined)?.mode
+  if (workers !== 1 && (chainMode === 'parent' || chainMode === 'child')) {
+    warnings.push(`server.workers: a chain ${String(chainMode)} serves with one process in this version (chain sessions are not shared between workers yet)`)
   }
 
   // Rules between keys look only at keys that are valid: an invalid key is
@@ -312,4 +313,14 @@ function deepFreeze<T> (value: T): T {
     for (const v of Object.values(value)) deepFreeze(v)
   }
   return value
+}
+
+/**
+ * How many processes serve requests: `[server] workers`, 0 meaning one per CPU
+ * the process may use; a chain parent or child stays one process (its HTTP/2
+ * sessions and registration are not shared between workers in this version).
+ */
+export function workerCount (config: ProxyConfig, cpus: number = availableParallelism()): number {
+  if (config.chain.mode !== 'none') return 1
+  return config.server.workers === 0 ? Math.max(1, cpus) : config.server.workers
 }

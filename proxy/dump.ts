@@ -46,11 +46,11 @@ export function buildDump (sources: DumpSources): Record<string, unknown> {
  * Writes a dump file atomically with mode 0600; returns its path. A failed write (a full disk)
  * rejects and leaves nothing behind, not even a temporary file.
  */
-export async function writeDump (dataDir: string, sources: DumpSources): Promise<string> {
+export async function writeDump (dataDir: string, sources: DumpSources, workers?: unknown[]): Promise<string> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const file = join(dataDir, `dump-${stamp}-${process.pid}.json`)
   try {
-    await writeFileAtomic(file, JSON.stringify(buildDump(sources), null, 2) + '\n', 0o600)
+    await writeFileAtomic(file, JSON.stringify(workers === undefined ? buildDump(sources) : { ...buildDump(sources), workers }, null, 2) + '\n', 0o600)
   } catch (err) {
     throw new ProxyError('DUMP_FAILED', `cannot write the diagnostic dump to ${file}: ${describeError(err)}`, { cause: err })
   }

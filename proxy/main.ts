@@ -36,6 +36,14 @@ import { buildInfo } from './build-info.ts'
 import type { ExtraCertsFailure, ReloadFailure, StatusPageInput, WorkerInfo } from './status-page.ts'
 import type { ReloadStatus } from './reload.ts'
 import { createPortReloader, createTcpForwarder } from './tcp-forward.ts'
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import { issuerKeyFromUrl, resolveDirectoryUrl } from '../certs/index.ts'
+import { buildDump } from './dump.ts'
+import type { IpcPeer } from './worker-ipc.ts'
+import { createRemoteRateLimiter, serveRateLimits } from './shared-rate-limit.ts'
+import { createBroadcastChallengeStore, createRemoteIssuer, createSharedChallengeStore, followPrimaryCertificates, serveCertificates } from './shared-certs.ts'
+import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
+import { bindListenHandle, handlePort, type ListenHandle } from './listen-handle.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -83,6 +91,35 @@ function removePidFile (file: string): void {
   } catch { /* already gone */ }
 }
 
+/** `/metrics` of a primary: its own series and its workers', summed (SPEC §12). */
+function summedRegistry (metrics: ReturnType<typeof createMetrics>, pool: WorkerPool): Pick<ReturnType<typeof createMetrics>['registry'], 'metrics' | 'contentType'> {
+  return {
+    contentType: metrics.registry.contentType,
+    async metrics () {
+      const parts: Array<Array<MetricObjectWithValues<MetricValue<string>>>> = [await metrics.registry.getMetricsAsJSON()]
+      for (const w of await pool.gather<Array<MetricObjectWithValues<MetricValue<string>>>>('metrics', undefined, 5000)) parts.push(w.value)
+      return await AggregatorRegistry.aggregate(parts).metrics()
+    }
+  }
+}
+
+/** A worker's answers to its primary. */
+function answerPrimary (primary: IpcPeer, parts: {
+  reload: () => Promise<unknown>
+  shutdown: (reason: string) => void
+  reopenLog: () => void
+  stats: () => Promise<unknown>
+  metrics: () => Promise<unknown>
+  dump: () => unknown
+}): void {
+  primary.handle('reload', () => { void parts.reload() })
+  primary.handle('shutdown', (reason) => { parts.shutdown(typeof reason === 'string' ? reason : 'primary') })
+  primary.handle('reopen-log', () => { parts.reopenLog() })
+  primary.handle('stats', parts.stats)
+  primary.handle('metrics', parts.metrics)
+  primary.handle('dump', parts.dump)
+}
+
 function createCertManagerOrFail (options: Parameters<typeof createCertManager>[0]): ReturnType<typeof createCertManager> {
   try {
     return createCertManager(options)
@@ -92,13 +129,32 @@ function createCertManagerOrFail (options: Parameters<typeof createCertManager>[
   }
 }
 
+/**
+ * How this process takes part (SPEC §12): `single` serves everything itself; a
+ * `primary` binds the listeners, runs the admin listener, the one rate limiter, the
+ * ACME orders and the TCP forwards, and keeps `workers` processes serving HTTP; a
+ * `worker` serves HTTP on the primary's sockets and asks it for what must be one.
+ */
+export type ProxyRole =
+  | { kind: 'single' }
+  | { kind: 'primary', workers: number, configArgs: readonly string[] }
+  | { kind: 'worker', slot: number, primary: IpcPeer, handles: ReadonlyMap<string, ListenHandle> }
+
+export interface StartOptions {
+  handleSignals?: boolean
+  role?: ProxyRole
+}
+
 /** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
-export async function startProxy (config: ProxyConfig, options: { handleSignals?: boolean } = {}): Promise<RunningProxy> {
+export async function startProxy (config: ProxyConfig, options: StartOptions = {}): Promise<RunningProxy> {
+  const role: ProxyRole = options.role ?? { kind: 'single' }
+  const worker = role.kind === 'worker' ? role : undefined
+  const primaryRole = role.kind === 'primary' ? role : undefined
   const logFile = config.log.file === '' ? undefined : openLogFile(config.log.file)
   // Said on stdout, where an operator who finds nothing else (journalctl, docker logs) looks.
   if (logFile !== undefined) process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
   const sink = createLineSink(logFile ?? process.stdout)
-  const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
+  const logger = createLogger({ level: config.log.level, sink, base: worker === undefined ? { component: 'proxy' } : { component: 'proxy', worker: worker.slot } })
   const metrics = createMetrics()
   const errorPages = createErrorPages(config.errorPages.template)
   try {
@@ -119,9 +175,28 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
   })
   const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
-  const limiter = createRateLimiter({ profiles: config.rateProfiles })
+  const limiter = worker === undefined ? createRateLimiter({ profiles: config.rateProfiles }) : createRemoteRateLimiter(config.rateProfiles, worker.primary)
   metrics.rateTrackedIps = () => limiter.snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
-  for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
+  if (worker === undefined) for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
+  // Sockets the primary binds for its workers (filled at start, before the pool starts).
+  const poolHandles = new Map<string, ListenHandle>()
+  // The primary's pool: built before the parts it serves, started once they exist.
+  const pool: WorkerPool | undefined = primaryRole === undefined
+    ? undefined
+    : createWorkerPool({
+      count: primaryRole.workers,
+      configArgs: primaryRole.configArgs,
+      handles: poolHandles,
+      logger,
+      attach: (peer) => {
+        const held = serveRateLimits(limiter, peer)
+        serveCertificates(certs, peer)
+        challenges?.replay(peer)
+        return { detach: held.release }
+      },
+      onRestart: () => { metrics.workerRestarts.inc() }
+    })
+  const challenges = pool === undefined ? undefined : createBroadcastChallengeStore((op, body) => { pool.broadcast(op, body) })
   let chain: ChainRuntime | undefined
   const reloader = createRouteReloader({
     file: config.routesFile,
@@ -133,6 +208,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   })
 
   // TCP port forwards (SPEC §11): the port file plus the route file's `ports`.
+  // A worker leaves them to its primary: one listener per forward port.
   const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs })
   const portReloader = createPortReloader({ file: config.portsFile, forwarder: tcp, logger: logger.child({ component: 'tcp' }) })
 
@@ -143,12 +219,18 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     // Never order for an arbitrary SNI name: only for domains we route (chained ones included)
     // that are DNS names (a Mulch file may route "my_app.example.com": served, never ordered),
     // or that the config names (acme.extra_domains: mulchd's listen_https_domain).
+    ...(worker === undefined ? {} : {
+      challenges: createSharedChallengeStore(worker.primary),
+      issuer: config.acme.enabled ? createRemoteIssuer(issuerKeyFromUrl(resolveDirectoryUrl(config.acme.directoryUrl)), worker.primary) : undefined
+    }),
+    ...(challenges === undefined ? {} : { challenges }),
     policy: (domain) => (holder.router.has(domain) && hostnameProblem(domain) === undefined) || config.acme.extraDomains.includes(domain) || (chain?.ownHosts?.().includes(domain) ?? false),
     logger: logger.child({ component: 'certs' })
   })
-  certs.on('order', (e) => {
-    metrics.acmeOrders.inc({ result: e.result })
-  })
+  // A worker's "orders" are the primary's, counted there once.
+  if (worker === undefined) certs.on('order', (e) => { metrics.acmeOrders.inc({ result: e.result }) })
+  if (pool !== undefined) certs.on('certificate', (e) => { if (!e.removed) pool.broadcast('acme.certificate', { domain: e.domain }) })
+  if (worker !== undefined) followPrimaryCertificates(certs, worker.primary, (domain, reason) => { logger.warn('cannot fetch a certificate from the primary', { domain, reason }) })
   metrics.certificateExpiries = () => certs.status()
     .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || (chain?.ownHosts?.().includes(c.domain) ?? false)))
     .map((c) => ({ domain: c.domain, notAfter: Math.floor(Date.parse(c.notAfter) / 1000) }))
@@ -199,13 +281,31 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     rateLimits: () => limiter.snapshot()
   }
   const dump = async (): Promise<string> => {
-    const file = await writeDump(config.dataDir, dumpSources)
+    const fromWorkers = pool === undefined ? undefined : (await pool.gather<unknown>('dump')).map((w) => w.value)
+    const file = await writeDump(config.dataDir, dumpSources, fromWorkers)
     logger.info('diagnostic dump written', { file })
     return file
   }
-  const workers = (): WorkerInfo[] => [{ pid: process.pid, role: 'proxy (single process)', uptimeS: Math.round(process.uptime()), rssBytes: process.memoryUsage.rss(), inFlight: active.size, connections: dumpSources.connections() }]
+  const ownInfo = (roleName: string): WorkerInfo => ({ pid: process.pid, role: roleName, uptimeS: Math.round(process.uptime()), rssBytes: process.memoryUsage.rss(), inFlight: active.size, connections: dumpSources.connections() })
+  const requestsServed = async (): Promise<number> => {
+    const values = (await metrics.registry.getSingleMetric('vmfront_http_requests_total')?.get())?.values ?? []
+    return values.reduce((n, v) => n + v.value, 0)
+  }
+  const workers = async (): Promise<WorkerInfo[]> => {
+    if (pool === undefined) return [ownInfo('proxy (single process)')]
+    const stats = new Map((await pool.gather<WorkerInfo>('stats')).map((w) => [w.slot, w.value]))
+    // A worker still loading (a replacement) is listed too, with what is known of it.
+    return [ownInfo('primary'), ...pool.slots().map((slot) => ({
+      ...(stats.get(slot.slot) ?? { pid: slot.pid, uptimeS: Math.round((Date.now() - slot.startedAt) / 1000), rssBytes: 0, inFlight: 0, connections: {} }),
+      role: stats.has(slot.slot) ? `worker ${slot.slot}` : `worker ${slot.slot} (starting)`,
+      restarts: slot.restarts
+    }))]
+  }
+  const inFlightTotal = (ws: WorkerInfo[]): number => ws.reduce((n, w) => n + w.inFlight, 0)
   const chainStatus = (): StatusPageInput['chain'] => ({ mode: config.chain.mode, ...(chain?.status() as object | undefined) })
-  const status = (): unknown => ({
+  const status = async (): Promise<unknown> => {
+    const ws = await workers()
+    return {
     version: 1,
     pid: process.pid,
     uptime_s: Math.round(process.uptime()),
@@ -214,7 +314,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     reload_last_failure: lastReloadFailure,
     extra_certs_last_failure: extraCertsFailure,
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
-    in_flight: active.size,
+    in_flight: inFlightTotal(ws),
     rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
@@ -225,9 +325,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       by_domain: upstreamErrors.byDomain(50).map((d) => ({ ...d, last: { ...d.last, at: new Date(d.last.at).toISOString() } })),
       recent: upstreamErrors.recent(20).map((e) => ({ ...e, at: new Date(e.at).toISOString() }))
     },
-    workers: workers().map((w) => ({ pid: w.pid, role: w.role, uptime_s: w.uptimeS, rss_bytes: w.rssBytes, in_flight: w.inFlight, connections: w.connections }))
-  })
-  const page = (): StatusPageInput => ({
+    workers: ws.map((w) => ({ pid: w.pid, role: w.role, uptime_s: w.uptimeS, rss_bytes: w.rssBytes, in_flight: w.inFlight, connections: w.connections, ...(w.requests === undefined ? {} : { requests: w.requests }), ...(w.restarts === undefined ? {} : { restarts: w.restarts }) }))
+    }
+  }
+  const page = async (): Promise<StatusPageInput> => ({
     now: Date.now(),
     build: buildInfo(),
     listeners: ports,
@@ -240,7 +341,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     chain: chainStatus(),
     rateLimits: limiter.snapshot({ top: 10 }),
     upstreamErrors,
-    workers: workers(),
+    workers: await workers(),
     portForwards: tcp.status().flatMap((p) => p.forwards.map((f) => ({
       listen: p.listen,
       target: `${f.target}${f.proxy_protocol === 0 ? '' : ` (PROXY v${f.proxy_protocol})`}`,
@@ -249,9 +350,10 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   })
 
   try {
-    if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
+    if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))
-    chain = await startChain({
+    // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
+    if (role.kind === 'single') chain = await startChain({
       config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() },
       // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
       tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
@@ -265,28 +367,45 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     }
     await certs.start()
     // mulchd's HTTPS API reads its certificate from data_dir/certs/<listen_https_domain>.
-    mulchCerts = createMulchCertExport({ certs, dataDir: config.dataDir, domains: config.acme.extraDomains, logger: logger.child({ component: 'certs' }) })
-    await mulchCerts.syncAll()
-    if (config.listen.https !== undefined) {
+    if (worker === undefined) {
+      mulchCerts = createMulchCertExport({ certs, dataDir: config.dataDir, domains: config.acme.extraDomains, logger: logger.child({ component: 'certs' }) })
+      await mulchCerts.syncAll()
+    }
+    if (pool !== undefined) {
+      // The primary binds; its workers serve. Every worker listens before the admin says healthy.
+      for (const name of ['https', 'http'] as const) {
+        const address = config.listen[name]
+        if (address === undefined) continue
+        const handle = bindListenHandle(address, logger, name)
+        poolHandles.set(name, handle)
+        ports[name] = handlePort(handle)
+      }
+      await pool.start()
+    }
+    if (config.listen.https !== undefined && pool === undefined) {
       const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
       const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
       // A chain child's parent may come over h2 here (an https:// child_url).
       chain?.attachListener?.(listener.server)
-      ports.https = await listener.listen(config.listen.https)
+      const handle = worker?.handles.get('https')
+      ports.https = handle === undefined ? await listener.listen(config.listen.https) : await listener.listenHandle(handle)
       listeners.push(listener)
     }
-    if (config.listen.http !== undefined) {
+    if (config.listen.http !== undefined && pool === undefined) {
       const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
       // A chain child also speaks h2c here, for its parent.
       chain?.attachListener?.(listener.server as http.Server)
-      ports.http = await listener.listen(config.listen.http)
+      const handle = worker?.handles.get('http')
+      ports.http = handle === undefined ? await listener.listen(config.listen.http) : await listener.listenHandle(handle)
       listeners.push(listener)
     }
-    if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
+    if (config.listen.admin !== undefined && worker === undefined) {
+      admin = createAdminServer(createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
       ports.admin = await listenOn(admin, config.listen.admin, logger, 'admin')
     }
   } catch (err) {
+    await pool?.stop('start-up failed')
+    for (const handle of poolHandles.values()) handle.close()
     await certs.stop().catch(() => {})
     for (const l of listeners) l.destroyAll()
     for (const l of listeners) l.stopAccepting()
@@ -303,9 +422,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   }
 
   // After the routes and listeners: a port that cannot be bound is logged, not fatal.
-  await portReloader.reload(reloader.table().ports)
+  if (worker === undefined) await portReloader.reload(reloader.table().ports)
 
-  try {
+  if (worker === undefined) try {
     writePidFile(config.pidFile, logger)
   } catch (err) {
     // A full disk must not stop serving; only the daemon's signals cannot find this proxy.
@@ -313,11 +432,13 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     logger.error('cannot write the pid file: serving anyway, but the daemon cannot signal this proxy', { file: config.pidFile, reason: describeError(err) })
   }
   ready = true
-  logger.info('vmfront proxy started', {
+  if (worker !== undefined) logger.debug('worker serving', { pid: process.pid, listeners: ports })
+  else logger.info('vmfront proxy started', {
     pid: process.pid,
     config: config.file,
     listeners: ports,
     routes: holder.router.size,
+    ...(pool === undefined ? {} : { workers: pool.slots().map((w) => w.pid) }),
     try: ports.http !== undefined && config.exampleBackend !== undefined ? `curl http://localhost:${ports.http}/` : undefined
   })
 
@@ -330,6 +451,9 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
     for (const l of listeners) l.stopAccepting()
     tcp.stopAccepting()
+    // Workers drain their own requests (each within timeouts.drain) and exit.
+    await pool?.stop(reason)
+    for (const handle of poolHandles.values()) handle.close()
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {
@@ -358,7 +482,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     await forwarder.close().catch(() => {})
     await reloader.close().catch(() => {})
-    removePidFile(config.pidFile)
+    if (worker === undefined) removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
     sink.flush()
     leaveIfReadStuck(reason)
@@ -399,16 +523,26 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
       logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })
     })
     await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })
+    pool?.broadcast('reload')
     return result
   }
+  if (worker !== undefined) answerPrimary(worker.primary, {
+    reload,
+    shutdown,
+    reopenLog: () => { sink.flush(); logFile?.reopen() },
+    stats: async () => ({ ...ownInfo('worker'), requests: await requestsServed() }),
+    metrics: async () => await metrics.registry.getMetricsAsJSON(),
+    dump: () => buildDump(dumpSources)
+  })
   if (options.handleSignals !== false) {
     // A reload started while draining would only hold the exit.
     process.on('SIGHUP', () => { if (!stopping) void reload() })
     process.on('SIGTERM', () => { shutdown('SIGTERM') })
     process.on('SIGINT', () => { shutdown('SIGINT') })
-    process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
+    if (worker === undefined) process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
     // logrotate's postrotate: the renamed file is left to it, new lines go to a new one.
     process.on('SIGUSR1', () => {
+      pool?.broadcast('reopen-log')
       if (logFile === undefined) return
       sink.flush()
       try {

@@ -44,6 +44,8 @@ export interface ProxyMetrics {
   readonly chainRegistrationsRefused: Counter<'reason'>
   /** Set by main: per-profile counts of client IPs with rate-limit state. */
   rateTrackedIps: () => Array<{ profile: string, ips: number }>
+  /** Workers (SPEC §12) that died and were replaced (primary). */
+  readonly workerRestarts: Counter
   /** TCP forwards (SPEC §11), by listen port: accepted connections by result. */
   readonly tcpConnectionsTotal: Counter<'port' | 'result'>
   /** Bytes forwarded, by listen port and direction (`in` client to VM, `out` VM to client). */
@@ -65,7 +67,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   }
   const registers = [registry]
   const build = buildInfo()
-  new Gauge({ name: 'vmfront_build_info', help: 'Always 1: the running version, its git commit (empty when unknown) and the Node version.', labelNames: ['version', 'commit', 'node'] as const, registers })
+  new Gauge({ name: 'vmfront_build_info', help: 'Always 1: the running version, its git commit (empty when unknown) and the Node version.', labelNames: ['version', 'commit', 'node'] as const, registers, aggregator: 'first' })
     .set({ version: build.version, commit: build.commit, node: build.node }, 1)
 
   const requests = new Counter({ name: 'vmfront_http_requests_total', help: 'HTTP requests answered, by route domain, status code and method.', labelNames: ['domain', 'code', 'method'] as const, registers })
@@ -134,12 +136,12 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     }
   }
 
-  const routes = new Gauge({ name: 'vmfront_routes', help: 'Routes in the table being served (file routes plus chained domains).', registers })
-  const routeReloads = new Counter({ name: 'vmfront_route_reloads_total', help: 'Route file loads, the one at start included, by result.', labelNames: ['result'] as const, registers })
+  const routes = new Gauge({ name: 'vmfront_routes', help: 'Routes in the table being served (file routes plus chained domains).', registers, aggregator: 'first' })
+  const routeReloads = new Counter({ name: 'vmfront_route_reloads_total', help: 'Route file loads, the one at start included, by result.', labelNames: ['result'] as const, registers, aggregator: 'first' })
   routeReloads.inc({ result: 'success' }, 0)
   routeReloads.inc({ result: 'failure' }, 0)
-  const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers })
-  const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers })
+  const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers, aggregator: 'min' })
+  const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers, aggregator: 'first' })
   const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile (the reason is in the log).', labelNames: ['profile'] as const, registers })
   // Read at scrape time from the certificate manager, so the series follow the route
   // table (a user certificate for a name that is not routed is not exported).
@@ -150,6 +152,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     help: 'When the certificate served for a routed domain expires (Unix time).',
     labelNames: ['domain'] as const,
     registers,
+    aggregator: 'first',
     collect () {
       this.reset()
       for (const { domain, notAfter } of certState.certificateExpiries()) this.set({ domain }, notAfter)
@@ -158,7 +161,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const acmeOrders = new Counter({ name: 'vmfront_acme_orders_total', help: 'ACME certificate orders, by result.', labelNames: ['result'] as const, registers })
   acmeOrders.inc({ result: 'success' }, 0)
   acmeOrders.inc({ result: 'failure' }, 0)
-  const chainChildren = new Gauge({ name: 'vmfront_chain_children', help: 'Chain children with a live lease (parent).', registers })
+  const chainChildren = new Gauge({ name: 'vmfront_chain_children', help: 'Chain children with a live lease (parent).', registers, aggregator: 'first' })
   const chainSessionResets = new Counter({ name: 'vmfront_chain_session_resets_total', help: 'HTTP/2 sessions to a chain child torn down and replaced (parent).', labelNames: ['child'] as const, registers })
   const state = { rateTrackedIps: (): Array<{ profile: string, ips: number }> => [] }
   // eslint-disable-next-line no-new
@@ -176,6 +179,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const http2AbusiveConnections = new Counter({ name: 'vmfront_http2_abusive_connections_total', help: 'Client HTTP/2 connections closed for abuse, by reason (rapid_reset, flood, continuation_flood).', labelNames: ['reason'] as const, registers })
   const chainRegistrationsRefused = new Counter({ name: 'vmfront_chain_registrations_refused_total', help: 'Chain registrations refused (parent), by reason: full (chain.max_children reached) or conflict.', labelNames: ['reason'] as const, registers })
 
+  // With several workers (SPEC §12) the primary counts the replacements of dead ones.
+  const workerRestarts = new Counter({ name: 'vmfront_worker_restarts_total', help: 'Worker processes that died and were replaced.', registers })
   const tcpState = { tcpPorts: (): Array<{ port: string, connections: number, listening: boolean }> => [] }
   // Read from the live connection sets at scrape time: a count kept by +1/-1 drifts
   // when a path forgets one side (mulch-proxy's did).
@@ -232,6 +237,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     chainRegistrationsRefused,
     get rateTrackedIps () { return state.rateTrackedIps },
     set rateTrackedIps (fn) { state.rateTrackedIps = fn },
+    workerRestarts,
     tcpConnectionsTotal,
     tcpBytes,
     tcpBytesFlushers,

@@ -19,6 +19,7 @@ import type { Logger } from './log.ts'
 import { guardHttp2Sessions, H2_GUARD_DEFAULTS, H2_MAX_CONCURRENT_STREAMS, type H2Guard } from './h2-guard.ts'
 import { TLS_SERVER_POLICY } from './tls-policy.ts'
 import { createLogThrottle } from './log-throttle.ts'
+import { listenOnHandle, type ListenHandle } from './listen-handle.ts'
 
 export interface ListenerOptions {
   requestHeadersMs: number
@@ -38,6 +39,8 @@ export interface ManagedListener {
   readonly name: string
   readonly server: http.Server | http2.Http2SecureServer
   listen (address: ListenAddress): Promise<number>
+  /** Serves a socket bound by another process (a worker's, or a takeover's). */
+  listenHandle (handle: ListenHandle): Promise<number>
   /** Stops accepting; closes idle keep-alive connections. */
   stopAccepting (): void
   /** Closes connections with no request in flight (call repeatedly while draining). */
@@ -141,6 +144,9 @@ export function createListener (
     server,
     listen (address: ListenAddress): Promise<number> {
       return listenOn(server, address, deps.logger, name)
+    },
+    listenHandle (handle: ListenHandle): Promise<number> {
+      return listenOnHandle(server, handle)
     },
     stopAccepting (): void {
       server.close()

@@ -37,6 +37,10 @@ export interface WorkerInfo {
   readonly rssBytes: number
   readonly inFlight: number
   readonly connections: Record<string, number>
+  /** Requests answered since it started (a worker of several, SPEC §12). */
+  readonly requests?: number
+  /** Times its slot's process died and was replaced. */
+  readonly restarts?: number
 }
 
 /** A TCP port forward, for when they exist (SPEC §11). */
