@@ -43,6 +43,22 @@ export function buildDump (sources: DumpSources): Record<string, unknown> {
 }
 
 /**
+ * One dump for the whole proxy (SPEC §12): the primary's, with every worker's
+ * in-flight requests in `in_flight` (each naming its worker, oldest first) and
+ * each worker's own figures under `workers`.
+ */
+function mergeWorkerDumps (primary: Record<string, unknown>, workers: unknown[]): Record<string, unknown> {
+  const inFlight: Array<Record<string, unknown>> = [...(primary.in_flight as Array<Record<string, unknown>>)]
+  const perWorker = workers.map((w, slot) => {
+    const { in_flight: requests, routes: _routes, rate_limits: _limits, chain: _chain, ...rest } = w as Record<string, unknown>
+    for (const r of requests as Array<Record<string, unknown>>) inFlight.push({ ...r, worker: rest.worker ?? slot, pid: rest.pid })
+    return { worker: slot, in_flight: (requests as unknown[]).length, ...rest }
+  })
+  inFlight.sort((x, y) => (y.age_ms as number) - (x.age_ms as number))
+  return { ...primary, in_flight: inFlight, workers: perWorker }
+}
+
+/**
  * Writes a dump file atomically with mode 0600; returns its path. A failed write (a full disk)
  * rejects and leaves nothing behind, not even a temporary file.
  */
@@ -50,7 +66,7 @@ export async function writeDump (dataDir: string, sources: DumpSources, workers?
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const file = join(dataDir, `dump-${stamp}-${process.pid}.json`)
   try {
-    await writeFileAtomic(file, JSON.stringify(workers === undefined ? buildDump(sources) : { ...buildDump(sources), workers }, null, 2) + '\n', 0o600)
+    await writeFileAtomic(file, JSON.stringify(workers === undefined ? buildDump(sources) : mergeWorkerDumps(buildDump(sources), workers), null, 2) + '\n', 0o600)
   } catch (err) {
     throw new ProxyError('DUMP_FAILED', `cannot write the diagnostic dump to ${file}: ${describeError(err)}`, { cause: err })
   }

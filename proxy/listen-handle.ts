@@ -25,6 +25,11 @@ function bindOnce (host: string, port: number): ListenHandle {
     const code = getSystemErrorName(result)
     throw Object.assign(new Error(`bind ${host}:${port}: ${code}`), { code, address: host, port })
   }
+  // libuv keeps a bind's EADDRINUSE for listen() to report; the socket then has no port.
+  if (port !== 0 && handlePort(result) !== port) {
+    result.close()
+    throw Object.assign(new Error(`bind ${host}:${port}: EADDRINUSE`), { code: 'EADDRINUSE', address: host, port })
+  }
   return result
 }
 

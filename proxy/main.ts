@@ -281,7 +281,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     rateLimits: () => limiter.snapshot()
   }
   const dump = async (): Promise<string> => {
-    const fromWorkers = pool === undefined ? undefined : (await pool.gather<unknown>('dump')).map((w) => w.value)
+    const fromWorkers = pool === undefined ? undefined : (await pool.gather<object>('dump')).map((w) => ({ ...w.value, worker: w.slot }))
     const file = await writeDump(config.dataDir, dumpSources, fromWorkers)
     logger.info('diagnostic dump written', { file })
     return file
