@@ -36,7 +36,7 @@ Options: --version prints the version; COMMAND --help prints that command's usag
 Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.
 `
 
-const PROXY_USAGE = `Usage: vmfront proxy [--config FILE] [--mulch-config DIR_OR_FILE]
+const PROXY_USAGE = `Usage: vmfront proxy [--config FILE] [--mulch-config DIR_OR_FILE] [--takeover]
 
 Runs the proxy in the foreground. Without --config it runs on the embedded default
 (HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9180, a built-in example backend).
@@ -48,6 +48,9 @@ Options:
       --mulch-config DIR_OR_FILE   stand in for mulch-proxy: read Mulch's mulchd.toml
                                    (DIR means DIR/mulchd.toml) and mulch-proxy's files
                                    (see "Replacing mulch-proxy" in the README)
+      --takeover                   take over from the proxy running with the same data_dir:
+                                   its listening sockets (nothing queued is lost), the PID
+                                   file and the admin listener; it then drains and exits
   -h, --help                       this text
 `
 
@@ -98,9 +101,9 @@ function fail (code: number, message: string): number {
 }
 
 async function runProxyCommand (args: string[]): Promise<number> {
-  let values: { config?: string, 'mulch-config'?: string, help?: boolean }
+  let values: { config?: string, 'mulch-config'?: string, takeover?: boolean, help?: boolean }
   try {
-    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, takeover: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
   } catch (err) {
     return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${PROXY_USAGE}`)
   }
@@ -120,11 +123,21 @@ async function runProxyCommand (args: string[]): Promise<number> {
     throw err
   }
   const { startProxy } = await import('./main.ts')
+  let takeover: import('./takeover.ts').TakenOver | undefined
+  if (values.takeover === true) {
+    const { requestTakeover } = await import('./takeover.ts')
+    try {
+      takeover = await requestTakeover(config.dataDir)
+    } catch (err) {
+      // Nothing runs (a first start from the same unit): start the usual way, and say so.
+      process.stderr.write(`vmfront proxy: --takeover: ${(err as Error).message}; starting without one\n`)
+    }
+  }
   const workers = workerCount(config)
   // A worker loads the same files the same way (worker-main.ts).
   const configArgs = [...(values.config === undefined ? [] : ['--config', values.config]), ...(values['mulch-config'] === undefined ? [] : ['--mulch-config', values['mulch-config']])]
   try {
-    const proxy = await startProxy(config, workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } })
+    const proxy = await startProxy(config, { ...(workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } }), ...(takeover === undefined ? {} : { takeover }) })
     return await proxy.stopped
   } catch (err) {
     if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)

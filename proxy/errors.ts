@@ -16,6 +16,8 @@ export type ProxyErrorCode =
   | 'PROXY_UNAVAILABLE'
   /** The diagnostic dump could not be written (disk full, data_dir unwritable). */
   | 'DUMP_FAILED'
+  /** `vmfront proxy --takeover` found no running proxy to take over, or it stopped answering. */
+  | 'TAKEOVER_FAILED'
   | 'USAGE'
 
 /**

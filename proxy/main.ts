@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type http from 'node:http'
+import { Server as NetServer } from 'node:net'
 import type { ProxyConfig } from './config.ts'
 import { createLineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
@@ -43,7 +44,9 @@ import type { IpcPeer } from './worker-ipc.ts'
 import { createRemoteRateLimiter, serveRateLimits } from './shared-rate-limit.ts'
 import { createBroadcastChallengeStore, createRemoteIssuer, createSharedChallengeStore, followPrimaryCertificates, serveCertificates } from './shared-certs.ts'
 import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
-import { bindListenHandle, handlePort, type ListenHandle } from './listen-handle.ts'
+import { bindListenHandle, handlePort, listenOnHandle, type ListenHandle } from './listen-handle.ts'
+import { serveTakeover, type TakenOver, type TakeoverServer } from './takeover.ts'
+import type { ListenAddress } from './config-schema.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -91,6 +94,31 @@ function removePidFile (file: string): void {
   } catch { /* already gone */ }
 }
 
+/**
+ * The socket a takeover inherited for `name`, when it is where the config says
+ * to listen (a port 0 takes whatever port it has); undefined: bind anew.
+ */
+function inheritedHandle (takeover: TakenOver | undefined, name: string, address: ListenAddress | undefined): ListenHandle | undefined {
+  const handle = takeover?.handles.get(name)
+  if (handle === undefined || address === undefined) return undefined
+  const out: { address?: string, port?: number } = {}
+  handle.getsockname(out)
+  const samePort = address.port === 0 || address.port === out.port
+  const sameHost = address.host === out.address || (address.anyHost === true && (out.address === '::' || out.address === '0.0.0.0'))
+  return samePort && sameHost ? handle : undefined
+}
+
+/** The drain reason of a takeover (the workers' drain sees it too). */
+const TAKEOVER_REASON = 'takeover by pid'
+/** How long a drain after a takeover leaves idle keep-alive connections open. */
+const IDLE_GRACE_MS = 1000
+
+/** The listening socket under a server (what a takeover hands over). */
+function serverHandle (holder: { server?: { _handle?: unknown } | unknown }): ListenHandle | undefined {
+  const h = (holder.server as { _handle?: ListenHandle | null } | undefined)?._handle
+  return h === null ? undefined : h
+}
+
 /** `/metrics` of a primary: its own series and its workers', summed (SPEC §12). */
 function summedRegistry (metrics: ReturnType<typeof createMetrics>, pool: WorkerPool): Pick<ReturnType<typeof createMetrics>['registry'], 'metrics' | 'contentType'> {
   return {
@@ -112,7 +140,7 @@ function answerPrimary (primary: IpcPeer, parts: {
   metrics: () => Promise<unknown>
   dump: () => unknown
 }): void {
-  primary.handle('reload', () => { void parts.reload() })
+  primary.handle('reload', async () => { await parts.reload() })
   primary.handle('shutdown', (reason) => { parts.shutdown(typeof reason === 'string' ? reason : 'primary') })
   primary.handle('reopen-log', () => { parts.reopenLog() })
   primary.handle('stats', parts.stats)
@@ -142,6 +170,8 @@ export type ProxyRole =
 
 export interface StartOptions {
   handleSignals?: boolean
+  /** `--takeover`: the running proxy's listening sockets, and how to make it drain (proxy/takeover.ts). */
+  takeover?: TakenOver
   role?: ProxyRole
 }
 
@@ -201,7 +231,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const reloader = createRouteReloader({
     file: config.routesFile,
     holder,
-    logger,
+    // A worker reads the same file as its primary, which says how each load went: once, not N+1 times.
+    logger: worker === undefined ? logger : createLogger({ level: 'error', sink, base: { component: 'proxy', worker: worker.slot } }),
     metrics,
     hasProfile: (name) => limiter.hasProfile(name),
     chainEntries: () => chain?.entries() ?? []
@@ -376,7 +407,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       for (const name of ['https', 'http'] as const) {
         const address = config.listen[name]
         if (address === undefined) continue
-        const handle = bindListenHandle(address, logger, name)
+        const handle = inheritedHandle(options.takeover, name, address) ?? bindListenHandle(address, logger, name)
         poolHandles.set(name, handle)
         ports[name] = handlePort(handle)
       }
@@ -387,7 +418,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
       // A chain child's parent may come over h2 here (an https:// child_url).
       chain?.attachListener?.(listener.server)
-      const handle = worker?.handles.get('https')
+      const handle = worker?.handles.get('https') ?? inheritedHandle(options.takeover, 'https', config.listen.https)
       ports.https = handle === undefined ? await listener.listen(config.listen.https) : await listener.listenHandle(handle)
       listeners.push(listener)
     }
@@ -395,13 +426,14 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
       // A chain child also speaks h2c here, for its parent.
       chain?.attachListener?.(listener.server as http.Server)
-      const handle = worker?.handles.get('http')
+      const handle = worker?.handles.get('http') ?? inheritedHandle(options.takeover, 'http', config.listen.http)
       ports.http = handle === undefined ? await listener.listen(config.listen.http) : await listener.listenHandle(handle)
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined && worker === undefined) {
       admin = createAdminServer(createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
-      ports.admin = await listenOn(admin, config.listen.admin, logger, 'admin')
+      const handle = inheritedHandle(options.takeover, 'admin', config.listen.admin)
+      ports.admin = handle === undefined ? await listenOn(admin, config.listen.admin, logger, 'admin') : await listenOnHandle(admin, handle)
     }
   } catch (err) {
     await pool?.stop('start-up failed')
@@ -441,6 +473,30 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     ...(pool === undefined ? {} : { workers: pool.slots().map((w) => w.pid) }),
     try: ports.http !== undefined && config.exampleBackend !== undefined ? `curl http://localhost:${ports.http}/` : undefined
   })
+  if (options.takeover !== undefined) {
+    // Serving on the sockets now (and the PID file is ours): the old process may drain.
+    await options.takeover.drain()
+    logger.info('took over: the previous process drains and exits', { previous_pid: options.takeover.pid })
+    for (const [name, handle] of options.takeover.handles) if (![...poolHandles.values(), ...listeners.map(serverHandle), serverHandle({ server: admin })].includes(handle)) { logger.debug('inherited socket not used (its address changed)', { listener: name }); handle.close() }
+  }
+  // A later `--takeover` asks here for the sockets this process serves.
+  let takeoverServer: TakeoverServer | undefined
+  if (worker === undefined) {
+    takeoverServer = await serveTakeover(config.dataDir, {
+      handles: () => {
+        const out = new Map<string, ListenHandle>(poolHandles)
+        for (const l of listeners) { const h = serverHandle(l); if (h !== undefined) out.set(l.name, h) }
+        const a = serverHandle({ server: admin })
+        if (a !== undefined) out.set('admin', a)
+        return out
+      },
+      drain: (newPid) => { shutdown(`${TAKEOVER_REASON} ${newPid}`) },
+      log: (msg, fields) => { logger.info(msg, fields) }
+    }).catch((err: unknown) => {
+      logger.warn('cannot listen for a takeover: `vmfront proxy --takeover` will not find this process', { socket: config.dataDir, reason: describeError(err) })
+      return undefined
+    })
+  }
 
   let resolveStopped!: (code: number) => void
   const stopped = new Promise<number>((resolve) => { resolveStopped = resolve })
@@ -448,8 +504,16 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
 
   async function drainAndExit (reason: string): Promise<void> {
     ready = false
+    takeoverServer?.close()
     logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
-    for (const l of listeners) l.stopAccepting()
+    // A takeover's new process serves the same sockets: an idle keep-alive client
+    // gets a moment to send its next request here (answered with Connection: close)
+    // rather than a close racing that request.
+    const handedOver = reason.startsWith(TAKEOVER_REASON)
+    const keepIdleUntil = handedOver ? Date.now() + Math.min(IDLE_GRACE_MS, config.timeouts.drainMs) : 0
+    for (const l of listeners) l.stopAccepting({ keepIdle: handedOver })
+    // The admin socket is the new process's from now on (a plain drain keeps it for /status).
+    if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
     tcp.stopAccepting()
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason)
@@ -458,7 +522,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        for (const l of listeners) l.closeIdle()
+        if (Date.now() >= keepIdleUntil) for (const l of listeners) l.closeIdle()
         const open = listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections()
         if ((active.size === 0 && open === 0) || Date.now() >= deadline) {
           resolve()
@@ -515,6 +579,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   }
 
   const reload = async (): Promise<unknown> => {
+    // Workers first: once the primary says "routes loaded", every worker serves the new table.
+    await pool?.gather('reload', undefined, 60_000)
     const result = await reloader.reload('SIGHUP')
     noteReload(result)
     await portReloader.reload(reloader.table().ports)
@@ -523,7 +589,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       logger.error('extra certificates reload failed: keeping the previous set', { file: config.tls.extraCertsFile, err })
     })
     await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })
-    pool?.broadcast('reload')
     return result
   }
   if (worker !== undefined) answerPrimary(worker.primary, {

@@ -6,7 +6,7 @@
  */
 import http from 'node:http'
 import http2 from 'node:http2'
-import type { Server as NetServer, Socket } from 'node:net'
+import { Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { ClientRequest, ClientResponse } from './forward.ts'
@@ -41,8 +41,13 @@ export interface ManagedListener {
   listen (address: ListenAddress): Promise<number>
   /** Serves a socket bound by another process (a worker's, or a takeover's). */
   listenHandle (handle: ListenHandle): Promise<number>
-  /** Stops accepting; closes idle keep-alive connections. */
-  stopAccepting (): void
+  /**
+   * Stops accepting; closes idle keep-alive connections, or with `keepIdle` (a
+   * takeover: another process serves the socket now) leaves them open a moment so
+   * that a client's next request is answered, with `Connection: close`, instead of
+   * racing a close (a reset for a request already on its way).
+   */
+  stopAccepting (options?: { keepIdle?: boolean }): void
   /** Closes connections with no request in flight (call repeatedly while draining). */
   closeIdle (): void
   /** Open client connections (upgraded sockets included). */
@@ -94,6 +99,12 @@ export function createListener (
   }
   let server: http.Server | http2.Http2SecureServer
   let h2: H2Guard | undefined
+  // Draining: every HTTP/1.1 response ends its connection (HTTP/2 sessions get GOAWAY).
+  let draining = false
+  const onRequest: Handler = (req, res) => {
+    if (draining && (res as http.ServerResponse).shouldKeepAlive === true) (res as http.ServerResponse).shouldKeepAlive = false
+    handler(req, res)
+  }
   if (tls === undefined) {
     server = http.createServer({
       headersTimeout: options.requestHeadersMs,
@@ -104,7 +115,7 @@ export function createListener (
       requireHostHeader: true,
       connectionsCheckingInterval: Math.min(1000, options.requestHeadersMs),
       noDelay: true
-    }, handler as http.RequestListener)
+    }, onRequest as http.RequestListener)
     ;(server as http.Server).maxRequestsPerSocket = options.maxRequestsPerConnection
   } else {
     const secure = http2.createSecureServer({
@@ -132,7 +143,7 @@ export function createListener (
         if (suppressed >= 0) deps.logger.warn('abusive HTTP/2 connection closed', { listener: name, reason, client: remoteAddress, ...(suppressed > 0 ? { suppressed } : {}) })
       }
     })
-    secure.on('request', h2.dispatch(handler))
+    secure.on('request', h2.dispatch(onRequest))
     server = secure
     server.setTimeout(options.clientIdleMs * 5)
   }
@@ -148,9 +159,15 @@ export function createListener (
     listenHandle (handle: ListenHandle): Promise<number> {
       return listenOnHandle(server, handle)
     },
-    stopAccepting (): void {
-      server.close()
-      ;(server as http.Server).closeIdleConnections?.()
+    stopAccepting (options = {}): void {
+      draining = true
+      if (options.keepIdle === true) {
+        // net.Server's close stops accepting only; http.Server's also closes idle connections.
+        NetServer.prototype.close.call(server)
+      } else {
+        server.close()
+        ;(server as http.Server).closeIdleConnections?.()
+      }
       // Every client HTTP/2 session learns at once that it may open no more streams.
       h2?.goawayAll()
     },
