@@ -48,7 +48,7 @@ Options:
       --mulch-config DIR_OR_FILE   stand in for mulch-proxy: read Mulch's mulchd.toml
                                    (DIR means DIR/mulchd.toml) and mulch-proxy's files
                                    (see "Replacing mulch-proxy" in the README)
-      --takeover                   take over from the proxy running with the same data_dir:
+      --takeover                   take over from the proxy named by the same pid_file:
                                    its listening sockets (nothing queued is lost), the PID
                                    file and the admin listener; it then drains and exits
   -h, --help                       this text
@@ -127,7 +127,7 @@ async function runProxyCommand (args: string[]): Promise<number> {
   if (values.takeover === true) {
     const { requestTakeover } = await import('./takeover.ts')
     try {
-      takeover = await requestTakeover(config.dataDir)
+      takeover = await requestTakeover(config.pidFile)
     } catch (err) {
       // Nothing runs (a first start from the same unit): start the usual way, and say so.
       process.stderr.write(`vmfront proxy: --takeover: ${(err as Error).message}; starting without one\n`)

@@ -205,7 +205,7 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   else problems.push(...profiles.problems)
   const workers = (doc.server as Record<string, unknown> | undefined)?.workers
   const chainMode = (doc.chain as Record<string, unknown> | undefined)?.mode
-  if (workers !== 1 && (chainMode === 'parent' || chainMode === 'child')) {
+  if (workers !== undefined && workers !== 1 && (chainMode === 'parent' || chainMode === 'child')) {
     warnings.push(`server.workers: a chain ${String(chainMode)} serves with one process in this version (chain sessions are not shared between workers yet)`)
   }
 

@@ -482,7 +482,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   // A later `--takeover` asks here for the sockets this process serves.
   let takeoverServer: TakeoverServer | undefined
   if (worker === undefined) {
-    takeoverServer = await serveTakeover(config.dataDir, {
+    takeoverServer = await serveTakeover(config.pidFile, {
       handles: () => {
         const out = new Map<string, ListenHandle>(poolHandles)
         for (const l of listeners) { const h = serverHandle(l); if (h !== undefined) out.set(l.name, h) }
@@ -493,7 +493,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       drain: (newPid) => { shutdown(`${TAKEOVER_REASON} ${newPid}`) },
       log: (msg, fields) => { logger.info(msg, fields) }
     }).catch((err: unknown) => {
-      logger.warn('cannot listen for a takeover: `vmfront proxy --takeover` will not find this process', { socket: config.dataDir, reason: describeError(err) })
+      logger.warn('cannot listen for a takeover: `vmfront proxy --takeover` will not find this process', { pid_file: config.pidFile, reason: describeError(err) })
       return undefined
     })
   }
@@ -515,9 +515,11 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // The admin socket is the new process's from now on (a plain drain keeps it for /status).
     if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
     tcp.stopAccepting()
+    // The primary's copies of the sockets: closed now, so that once the workers
+    // stop accepting, a new client is refused (or, after a takeover, served by the new process).
+    for (const handle of poolHandles.values()) handle.close()
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason)
-    for (const handle of poolHandles.values()) handle.close()
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + config.timeouts.drainMs
     await new Promise<void>((resolve) => {

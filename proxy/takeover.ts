@@ -12,7 +12,7 @@
  * Node passes handles only to its own children through public API; between two
  * unrelated processes this module drives the same libuv IPC pipe that API uses
  * (process.binding('pipe_wrap'), IPC mode). The old process is the listening side
- * (data_dir/takeover.sock, mode 0600, so only the proxy's own user can ask); one
+ * (PID_FILE.takeover.sock, mode 0600, so only the proxy's own user can ask); one
  * handle per message, each asked for by the new process, so no two descriptors
  * ever share a read.
  *
@@ -22,7 +22,6 @@
  */
 import net from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
 import type { ListenHandle } from './listen-handle.ts'
 import { ProxyError } from './errors.ts'
 
@@ -54,9 +53,12 @@ const binding = (process as unknown as { binding: (name: string) => unknown }).b
 const pipeWrap = binding('pipe_wrap') as PipeBinding
 const streamWrap = binding('stream_wrap') as StreamBinding
 
-/** Where a running proxy listens for a takeover. */
-export function takeoverSocketPath (dataDir: string): string {
-  return join(dataDir, 'takeover.sock')
+/**
+ * Where a running proxy listens for a takeover: beside its PID file, which names
+ * the process a takeover replaces (SPEC §12).
+ */
+export function takeoverSocketPath (pidFile: string): string {
+  return `${pidFile}.takeover.sock`
 }
 
 type Message = Record<string, unknown>
@@ -110,12 +112,12 @@ export interface TakeoverServer {
  * The running proxy's side: hands `handles()` to a takeover and calls `drain()`
  * once the new process says it serves them.
  */
-export function serveTakeover (dataDir: string, options: {
+export function serveTakeover (pidFile: string, options: {
   handles: () => ReadonlyMap<string, ListenHandle>
   drain: (newPid: number) => void
   log: (msg: string, fields: Record<string, unknown>) => void
 }): Promise<TakeoverServer> {
-  const path = takeoverSocketPath(dataDir)
+  const path = takeoverSocketPath(pidFile)
   rmSync(path, { force: true })
   const server = net.createServer({ pauseOnConnect: true }, (conn) => {
     const fd = (conn as unknown as { _handle?: { fd?: number } })._handle?.fd
@@ -174,10 +176,10 @@ export interface TakenOver {
 
 /**
  * The new process's side: takes the listening sockets of the proxy serving
- * `dataDir`. @throws ProxyError TAKEOVER_FAILED (nothing to take over, or it stopped answering)
+ * `pidFile`. @throws ProxyError TAKEOVER_FAILED (nothing to take over, or it stopped answering)
  */
-export function requestTakeover (dataDir: string, timeoutMs = 10_000): Promise<TakenOver> {
-  const path = takeoverSocketPath(dataDir)
+export function requestTakeover (pidFile: string, timeoutMs = 10_000): Promise<TakenOver> {
+  const path = takeoverSocketPath(pidFile)
   return new Promise((resolve, reject) => {
     const pipe = new pipeWrap.Pipe(pipeWrap.constants.IPC)
     const handles = new Map<string, ListenHandle>()
@@ -190,12 +192,12 @@ export function requestTakeover (dataDir: string, timeoutMs = 10_000): Promise<T
       clearTimeout(timer)
       for (const h of handles.values()) h.close()
       pipe.close()
-      reject(new ProxyError('TAKEOVER_FAILED', `cannot take over from the proxy of ${dataDir}: ${why}`))
+      reject(new ProxyError('TAKEOVER_FAILED', `cannot take over from the proxy of ${pidFile}: ${why}`))
     }
     const req = new pipeWrap.PipeConnectWrap()
     req.oncomplete = (status) => {
       if (status !== 0) {
-        fail(`no proxy listens on ${path} (${status === -2 ? 'no such socket: is one running with this data_dir?' : `error ${status}`})`)
+        fail(`no proxy listens on ${path} (${status === -2 ? 'no such socket: is one running with this pid_file?' : `error ${status}`})`)
         return
       }
       const ch = channel(pipe, (m, handle) => {
