@@ -12,11 +12,10 @@ import { createLineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
-import { createErrorPages } from './error-pages.ts'
-import { createForwarder } from './forward.ts'
-import { createWebSocketProxy } from './websocket.ts'
-import { createAccessLog } from './access-log.ts'
-import { createIpMatcher } from './ip-match.ts'
+import { buildLiveSettings, liveErrorPages, type LiveHolder } from './live-settings.ts'
+import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
+import { loadConfig } from './config.ts'
+import type { ListenAddress } from './config-schema.ts'
 import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
@@ -27,9 +26,7 @@ import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
-import { createRateLimiter } from './rate-limit.ts'
 import { createMulchCertExport, type MulchCertExport } from './mulch-cert-export.ts'
-import { isUnlimited } from './rate-profile.ts'
 import { hostnameProblem } from './route-table.ts'
 import { createUpstreamErrorLog } from './upstream-errors.ts'
 import { buildInfo } from './build-info.ts'
@@ -92,15 +89,28 @@ function createCertManagerOrFail (options: Parameters<typeof createCertManager>[
   }
 }
 
+export interface StartOptions {
+  handleSignals?: boolean
+  /**
+   * Reads and checks the TOML again on SIGHUP, from the same source(s) as at start
+   * (the CLI passes its --config / --mulch-config loader); default: config.file.
+   */
+  loadConfig?: () => ProxyConfig
+  /** Told when a SIGHUP changed `[server] workers`. */
+  onWorkersChanged?: (workers: number) => void
+}
+
 /** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
-export async function startProxy (config: ProxyConfig, options: { handleSignals?: boolean } = {}): Promise<RunningProxy> {
+export async function startProxy (config: ProxyConfig, options: StartOptions = {}): Promise<RunningProxy> {
   const logFile = config.log.file === '' ? undefined : openLogFile(config.log.file)
   // Said on stdout, where an operator who finds nothing else (journalctl, docker logs) looks.
   if (logFile !== undefined) process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
   const sink = createLineSink(logFile ?? process.stdout)
-  const logger = createLogger({ level: config.log.level, sink, base: { component: 'proxy' } })
+  // What a SIGHUP may change, read per request through this one holder (live-settings.ts).
+  const live: LiveHolder = { settings: buildLiveSettings(config, sink).settings }
+  const logger = createLogger({ level: () => live.settings.config.log.level, sink, base: { component: 'proxy' } })
   const metrics = createMetrics()
-  const errorPages = createErrorPages(config.errorPages.template)
+  const errorPages = liveErrorPages(live)
   try {
     prepareDataDir(config.dataDir, logger)
   } catch (err) {
@@ -110,17 +120,8 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   const holder: RouterHolder = { router: new Router([]) }
   const active = new Set<ActiveRequest>()
-  const trustedProxies = createIpMatcher(config.headers.trustedProxies)
-  const forwarder = createForwarder({
-    connectTimeoutMs: config.timeouts.connectMs,
-    responseTimeoutMs: config.timeouts.upstreamResponseMs,
-    idleTimeoutMs: config.timeouts.upstreamIdleMs,
-    keepAliveMs: config.upstream.keepAliveMs,
-    maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
-  })
-  const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
-  const limiter = createRateLimiter({ profiles: config.rateProfiles })
-  metrics.rateTrackedIps = () => limiter.snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
+  const limiter = (): LiveHolder['settings']['limiter'] => live.settings.limiter
+  metrics.rateTrackedIps = () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
   for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
   let chain: ChainRuntime | undefined
   const reloader = createRouteReloader({
@@ -128,7 +129,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     holder,
     logger,
     metrics,
-    hasProfile: (name) => limiter.hasProfile(name),
+    hasProfile: (name) => limiter().hasProfile(name),
     chainEntries: () => chain?.entries() ?? []
   })
 
@@ -165,26 +166,28 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
   }
   const deps: HandlerDeps = {
     routes: holder,
-    forwarder,
-    websockets,
-    errorPages,
+    live,
     metrics,
     logger,
-    accessLog: config.log.access ? createAccessLog(sink) : undefined,
-    trustedProxies,
     // Read at redirect time: the https listener is bound (and learns a port 0's real port) after the handlers exist.
     httpsPort: () => ports.https,
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
-    limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter,
     mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
     onUpstreamError: (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
   }
-  const listenerOptions = {
-    requestHeadersMs: config.timeouts.requestHeadersMs,
-    clientIdleMs: config.timeouts.clientIdleMs,
-    maxHeaderBytes: config.limits.maxHeaderBytes,
-    maxRequestsPerConnection: config.limits.maxRequestsPerConnection
+  /** Creates and binds the http or https listener (at start, and when a SIGHUP moves it). */
+  const openListener = async (name: 'http' | 'https', address: ListenAddress): Promise<{ listener: ManagedListener, port: number }> => {
+    const tls = name === 'https' ? { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) } : undefined
+    const listener = createListener(name, live.settings.listenerOptions, createRequestHandler(deps, name), createUpgradeHandler(deps, name), { metrics, errorPages, logger }, tls)
+    // A chain child's parent may come over h2 on https (an https:// child_url), or h2c on http.
+    chain?.attachListener?.(listener.server as http.Server)
+    try {
+      return { listener, port: await listener.listen(address) }
+    } catch (err) {
+      listener.stopAccepting()
+      throw err
+    }
   }
 
   let exampleBackend: http.Server | undefined
@@ -196,7 +199,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     connections: () => ({ ...Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])), tcp_forwards: tcp.openConnections() }),
     routes: () => reloader.status(),
     chain: () => chain?.status(),
-    rateLimits: () => limiter.snapshot()
+    rateLimits: () => limiter().snapshot()
   }
   const dump = async (): Promise<string> => {
     const file = await writeDump(config.dataDir, dumpSources)
@@ -215,7 +218,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     extra_certs_last_failure: extraCertsFailure,
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: active.size,
-    rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
+    rate_limits: limiter().snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
@@ -238,7 +241,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
-    rateLimits: limiter.snapshot({ top: 10 }),
+    rateLimits: limiter().snapshot({ top: 10 }),
     upstreamErrors,
     workers: workers(),
     portForwards: tcp.status().flatMap((p) => p.forwards.map((f) => ({
@@ -248,6 +251,7 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     })))
   })
 
+  const adminApp = createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
   try {
     if (config.exampleBackend !== undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))
@@ -267,23 +271,15 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     // mulchd's HTTPS API reads its certificate from data_dir/certs/<listen_https_domain>.
     mulchCerts = createMulchCertExport({ certs, dataDir: config.dataDir, domains: config.acme.extraDomains, logger: logger.child({ component: 'certs' }) })
     await mulchCerts.syncAll()
-    if (config.listen.https !== undefined) {
-      const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
-      const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
-      // A chain child's parent may come over h2 here (an https:// child_url).
-      chain?.attachListener?.(listener.server)
-      ports.https = await listener.listen(config.listen.https)
-      listeners.push(listener)
-    }
-    if (config.listen.http !== undefined) {
-      const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
-      // A chain child also speaks h2c here, for its parent.
-      chain?.attachListener?.(listener.server as http.Server)
-      ports.http = await listener.listen(config.listen.http)
+    for (const name of ['https', 'http'] as const) {
+      const address = config.listen[name]
+      if (address === undefined) continue
+      const { listener, port } = await openListener(name, address)
+      ports[name] = port
       listeners.push(listener)
     }
     if (config.listen.admin !== undefined) {
-      admin = createAdminServer(createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
+      admin = createAdminServer(adminApp)
       ports.admin = await listenOn(admin, config.listen.admin, logger, 'admin')
     }
   } catch (err) {
@@ -327,11 +323,12 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
 
   async function drainAndExit (reason: string): Promise<void> {
     ready = false
-    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
+    const drainMs = live.settings.config.timeouts.drainMs
+    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: drainMs })
     for (const l of listeners) l.stopAccepting()
     tcp.stopAccepting()
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
-    const deadline = Date.now() + config.timeouts.drainMs
+    const deadline = Date.now() + drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
         for (const l of listeners) l.closeIdle()
@@ -351,12 +348,12 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
     exampleBackend?.close()
     exampleBackend?.closeAllConnections()
-    websockets.close()
-    limiter.close()
+    live.settings.websockets.close()
+    live.settings.limiter.close()
     mulchCerts?.stop()
     // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
     await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
-    await forwarder.close().catch(() => {})
+    await live.settings.forwarder.close().catch(() => {})
     await reloader.close().catch(() => {})
     removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
@@ -390,7 +387,63 @@ export async function startProxy (config: ProxyConfig, options: { handleSignals?
     void drainAndExit(reason)
   }
 
+  /**
+   * Binds listener `name` beside the running one (SIGHUP moved it); commit puts it
+   * in service and lets the old one drain: it stops accepting, its open connections
+   * are served until they end or timeouts.drain is over.
+   */
+  const rebind = async (name: ListenerName, address: ListenAddress | undefined): Promise<Rebound> => {
+    const drainMs = (): number => live.settings.config.timeouts.drainMs
+    if (name === 'admin') {
+      const next = address === undefined ? undefined : createAdminServer(adminApp)
+      const port = next === undefined ? undefined : await listenOn(next, address!, logger, 'admin')
+      return {
+        port,
+        abort: () => { next?.close() },
+        commit: () => {
+          const old = admin
+          admin = next
+          if (port === undefined) delete ports.admin
+          else ports.admin = port
+          old?.close()
+          setTimeout(() => { old?.closeAllConnections() }, drainMs()).unref()
+        }
+      }
+    }
+    const opened = address === undefined ? undefined : await openListener(name, address)
+    return {
+      port: opened?.port,
+      abort: () => { opened?.listener.stopAccepting() },
+      commit: () => {
+        const old = listeners.find((l) => l.name === name)
+        if (old !== undefined) listeners.splice(listeners.indexOf(old), 1)
+        if (opened === undefined) delete ports[name]
+        else {
+          listeners.push(opened.listener)
+          ports[name] = opened.port
+        }
+        if (old !== undefined) void retireListener(old, drainMs())
+      }
+    }
+  }
+  const configReloader = createConfigReloader({
+    started: config,
+    load: options.loadConfig ?? (() => loadConfig(config.file === '<embedded default>' ? undefined : config.file)),
+    live,
+    sink,
+    logger,
+    metrics,
+    rebind,
+    listeners: () => listeners,
+    // Routes resolve their profile names at load: the next route reload re-reads the file.
+    onRateProfilesChanged: () => { reloader.forget() },
+    onWorkersChanged: options.onWorkersChanged
+  })
+
+  // The TOML first (a new rate profile must exist before routes name it); a bad TOML
+  // does not hold the route file, port file and certificates the daemon relies on.
   const reload = async (): Promise<unknown> => {
+    await configReloader.reload().catch((err: unknown) => { logger.error('config reload failed', { err }) })
     const result = await reloader.reload('SIGHUP')
     noteReload(result)
     await portReloader.reload(reloader.table().ports)

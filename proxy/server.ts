@@ -6,7 +6,7 @@
  */
 import http from 'node:http'
 import http2 from 'node:http2'
-import type { Server as NetServer, Socket } from 'node:net'
+import { Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { ClientRequest, ClientResponse } from './forward.ts'
@@ -40,13 +40,28 @@ export interface ManagedListener {
   listen (address: ListenAddress): Promise<number>
   /** Stops accepting; closes idle keep-alive connections. */
   stopAccepting (): void
+  /**
+   * Stops accepting new connections but keeps serving the open ones (a listener
+   * moved to a new address, SPEC §12): a client mid-exchange on them must not
+   * fail. Keep-alive connections then end after RETIRED_KEEPALIVE_MS idle, and
+   * HTTP/2 clients get a GOAWAY; call `closeIdle`/`destroyAll` to finish.
+   */
+  stopListening (): void
   /** Closes connections with no request in flight (call repeatedly while draining). */
   closeIdle (): void
   /** Open client connections (upgraded sockets included). */
   openSockets (): number
   /** Ends every remaining socket. */
   destroyAll (): void
+  /**
+   * Applies new timeouts and limits (a SIGHUP): to connections accepted from now
+   * on (and, where Node reads them per request, to open ones too).
+   */
+  configure (options: ListenerOptions): void
 }
+
+/** Idle time after which a retired listener's keep-alive connections close. */
+export const RETIRED_KEEPALIVE_MS = 1000
 
 type Handler = (req: ClientRequest, res: ClientResponse) => void
 type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
@@ -142,6 +157,13 @@ export function createListener (
     listen (address: ListenAddress): Promise<number> {
       return listenOn(server, address, deps.logger, name)
     },
+    stopListening (): void {
+      // net.Server's own close: http.Server.close would also cut idle keep-alive
+      // connections, racing a client that is sending its next request on one.
+      if (server.listening) NetServer.prototype.close.call(server)
+      ;(server as http.Server).keepAliveTimeout = RETIRED_KEEPALIVE_MS
+      h2?.goawayAll()
+    },
     stopAccepting (): void {
       server.close()
       ;(server as http.Server).closeIdleConnections?.()
@@ -153,6 +175,18 @@ export function createListener (
       h2?.sweep()
     },
     openSockets: () => sockets.size + upgraded.size,
+    configure (next: ListenerOptions): void {
+      // Node reads these server fields when a connection or request starts.
+      const s = server as http.Server & { maxHeaderSize?: number }
+      s.headersTimeout = next.requestHeadersMs
+      s.keepAliveTimeout = next.clientIdleMs
+      s.maxHeaderSize = next.maxHeaderBytes
+      if (tls === undefined) s.maxRequestsPerSocket = next.maxRequestsPerConnection
+      else {
+        (server as http2.Http2SecureServer).updateSettings({ maxHeaderListSize: next.maxHeaderBytes, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS })
+        server.setTimeout(next.clientIdleMs * 5)
+      }
+    },
     destroyAll (): void {
       for (const socket of upgraded) socket.destroy()
       for (const socket of sockets) socket.destroy()
