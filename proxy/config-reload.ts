@@ -274,13 +274,15 @@ export function createConfigReloader (options: ConfigReloaderOptions): ConfigRel
 
 /**
  * Retires a listener moved to a new address: it stops accepting at once, its open
- * connections are served until they end (keep-alive ones after a short idle time)
- * or `drainMs` is over, then the rest are closed.
+ * connections are served until they end or `drainMs` (timeouts.drain) is over, then
+ * the rest are closed. A client still on one then reconnects to the old address:
+ * moving a listener is only seamless for clients that move within the drain time.
  */
 export async function retireListener (listener: ManagedListener, drainMs: number): Promise<void> {
   listener.stopListening()
   const deadline = Date.now() + drainMs
   while (listener.openSockets() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
+  listener.closeIdle()
   listener.destroyAll()
   listener.stopAccepting()
 }

@@ -43,8 +43,8 @@ export interface ManagedListener {
   /**
    * Stops accepting new connections but keeps serving the open ones (a listener
    * moved to a new address, SPEC §12): a client mid-exchange on them must not
-   * fail. Keep-alive connections then end after RETIRED_KEEPALIVE_MS idle, and
-   * HTTP/2 clients get a GOAWAY; call `closeIdle`/`destroyAll` to finish.
+   * fail. Keep-alive connections end by their idle timeout, HTTP/2 clients get a
+   * GOAWAY; call `closeIdle`/`destroyAll` to finish.
    */
   stopListening (): void
   /** Closes connections with no request in flight (call repeatedly while draining). */
@@ -59,9 +59,6 @@ export interface ManagedListener {
    */
   configure (options: ListenerOptions): void
 }
-
-/** Idle time after which a retired listener's keep-alive connections close. */
-export const RETIRED_KEEPALIVE_MS = 1000
 
 type Handler = (req: ClientRequest, res: ClientResponse) => void
 type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
@@ -160,8 +157,9 @@ export function createListener (
     stopListening (): void {
       // net.Server's own close: http.Server.close would also cut idle keep-alive
       // connections, racing a client that is sending its next request on one.
+      // The keep-alive timeout is left as it is: a client told to close sooner
+      // (Keep-Alive: timeout=1) reconnects to this address before it learns the new one.
       if (server.listening) NetServer.prototype.close.call(server)
-      ;(server as http.Server).keepAliveTimeout = RETIRED_KEEPALIVE_MS
       h2?.goawayAll()
     },
     stopAccepting (): void {
