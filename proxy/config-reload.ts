@@ -259,7 +259,7 @@ export function createConfigReloader (options: ConfigReloaderOptions): ConfigRel
     metrics.configReloadSuccessful.set(1)
     metrics.lastReloadSuccessTimestamp.set(Date.now() / 1000)
     const listeners = Object.fromEntries(rebound.map((r) => [r.name, r.rebound.port ?? null]))
-    logger.info(diff.live.length === 0 ? 'config unchanged' : 'config reloaded', { file: next.file, applied: diff.live, needs_restart: diff.restart, ...(rebound.length > 0 ? { listeners } : {}) })
+    logger.info(diff.live.length === 0 && diff.restart.length === 0 ? 'config unchanged' : 'config reloaded', { file: next.file, applied: diff.live, needs_restart: diff.restart, ...(rebound.length > 0 ? { listeners } : {}) })
     return { result: 'success', diff }
   }
 
