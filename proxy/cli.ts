@@ -6,7 +6,7 @@
  * 1 runtime failure.
  */
 import { parseArgs } from 'node:util'
-import { loadConfig, workerCount } from './config.ts'
+import { loadConfig, workerCount, type ProxyConfig } from './config.ts'
 import { loadMulchConfig } from './mulch-config.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
 import { MAX_KEPT_PROBLEMS, parseRouteFileText } from './route-table.ts'
@@ -112,9 +112,11 @@ async function runProxyCommand (args: string[]): Promise<number> {
     return 0
   }
   let config
+  // SIGHUP reloads the TOML from the same source(s), the same way.
+  const mulchConfig = values['mulch-config']
+  const load = (): ProxyConfig => mulchConfig === undefined ? loadConfig(values.config) : loadMulchConfig(mulchConfig, values.config)
   try {
-    const mulchConfig = values['mulch-config']
-    config = mulchConfig === undefined ? loadConfig(values.config) : loadMulchConfig(mulchConfig, values.config)
+    config = load()
   } catch (err) {
     if (err instanceof FileInvalidError) {
       return fail(2, `vmfront proxy: invalid configuration in ${err.file}:\n${err.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`)
@@ -137,7 +139,7 @@ async function runProxyCommand (args: string[]): Promise<number> {
   // A worker loads the same files the same way (worker-main.ts).
   const configArgs = [...(values.config === undefined ? [] : ['--config', values.config]), ...(values['mulch-config'] === undefined ? [] : ['--mulch-config', values['mulch-config']])]
   try {
-    const proxy = await startProxy(config, { ...(workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } }), ...(takeover === undefined ? {} : { takeover }) })
+    const proxy = await startProxy(config, { loadConfig: load, ...(workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } }), ...(takeover === undefined ? {} : { takeover }) })
     return await proxy.stopped
   } catch (err) {
     if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)

@@ -8,16 +8,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, ForwardStats, UpstreamFailure } from './forward.ts'
-import type { ErrorPages } from './error-pages.ts'
+import type { ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from './forward.ts'
 import type { ProxyMetrics } from './metrics.ts'
-import type { IpMatcher } from './ip-match.ts'
 import type { Router, RouteEntry } from './router.ts'
-import type { WebSocketProxy } from './websocket.ts'
 import type { Logger } from './log.ts'
-import type { AccessLog, AccessEntry } from './access-log.ts'
+import type { AccessEntry } from './access-log.ts'
+import type { LiveHolder } from './live-settings.ts'
 import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
-import { admitRequest, type ClosingResponse, type RateLimiter, type Refusal } from './rate-limit.ts'
+import { admitRequest, type ClosingResponse, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 import { createLogThrottle } from './log-throttle.ts'
 import { hasDuplicateHost, splitAbsoluteTarget, toOriginForm } from './request-target.ts'
@@ -52,13 +50,13 @@ export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 export interface HandlerDeps {
   routes: RouterHolder
-  forwarder: Forwarder
-  websockets: WebSocketProxy
-  errorPages: ErrorPages
+  /**
+   * The settings a SIGHUP may change (access log, trusted proxies, rate limiter,
+   * forwarders, error pages), read per request through this one holder.
+   */
+  live: LiveHolder
   metrics: ProxyMetrics
   logger: Logger
-  accessLog: AccessLog | undefined
-  trustedProxies: IpMatcher
   /**
    * The port the https listener is bound to (undefined: no https listener), read
    * when a redirect_to_https Location is built: a listener on port 0 learns its
@@ -76,8 +74,6 @@ export interface HandlerDeps {
    * mulch-proxy children a Mulch parent forwards to, SPEC §10); undefined: none.
    */
   mulchChainPsk?: string
-  /** Per-client-IP rate limiting by the route's profile. */
-  limiter?: RateLimiter
   chainForward?: ChainForwardFn
   chainUpgrade?: ChainUpgradeFn
   active: Set<ActiveRequest>
@@ -105,9 +101,10 @@ interface Identity {
 function identifyClient (deps: HandlerDeps, req: ClientRequest, scheme: 'http' | 'https', host: string, ids: RequestIds): Identity {
   const peer = req.socket?.remoteAddress ?? ''
   const fromParent = deps.fromChainParent !== undefined && deps.fromChainParent(req)
-  const trusted = fromParent || deps.trustedProxies.matches(peer)
+  const trustedProxies = deps.live.settings.trustedProxies
+  const trusted = fromParent || trustedProxies.matches(peer)
   const requestId = ids.resolve(req.headers[REQUEST_ID_HEADER], trusted)
-  return { client: resolveClient(peer, trusted, req.headers, scheme, host, deps.trustedProxies, requestId), fromParent, trusted }
+  return { client: resolveClient(peer, trusted, req.headers, scheme, host, trustedProxies, requestId), fromParent, trusted }
 }
 
 /**
@@ -120,7 +117,8 @@ function admitClient (
   deps: HandlerDeps, entry: RouteEntry, identity: Identity, holder: ClosingResponse,
   go: () => void, refuse: (retryAfter: string) => void, fail: (err: unknown) => void
 ): void {
-  const limiter = deps.limiter
+  // The slot is taken from, and released to, the limiter current at admission (a reload may swap it meanwhile).
+  const limiter = deps.live.settings.limiting
   if (limiter === undefined || identity.fromParent) {
     go()
     return
@@ -217,7 +215,7 @@ export function isWebSocketUpgrade (req: IncomingMessage): boolean {
 
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {
-  const { metrics, errorPages, forwarder } = deps
+  const { metrics } = deps
   const unknown = metrics.domain(UNKNOWN_DOMAIN)
   const ids = new RequestIds()
   // A dead VM under load would otherwise log one line per request.
@@ -228,7 +226,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       res.destroy()
       return
     }
-    const body = errorPages.body(status)
+    const body = deps.live.settings.errorPages.body(status)
     if (res.req.method !== 'HEAD') active.bytesOut = body.length
     const headers: Record<string, string | number> = { 'content-type': 'text/html; charset=utf-8', 'content-length': body.length, 'cache-control': 'no-store', ...extra }
     ;(res as ServerResponse).writeHead(status, headers)
@@ -262,7 +260,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
       const recorder = active.domain === UNKNOWN_DOMAIN ? unknown : metrics.domain(active.domain)
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      const log = deps.accessLog
+      const log = deps.live.settings.accessLog
       if (log !== undefined) {
         if (active.requestId === '') active.requestId = ids.next()
         log.write(active, status, seconds, scheme, failure)
@@ -323,7 +321,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         const headers = upstreamHeaders(req.rawHeaders, client, req.headers.connection)
         // A mulch-proxy child believes its parent's X-Forwarded-For only with the PSK.
         if (route.mulchChained === true && deps.mulchChainPsk !== undefined) headers.push(MULCH_PSK_HEADER_NAME, deps.mulchChainPsk)
-        forwarder.forward(req, res, target.origin, path, headers, onError, active)
+        deps.live.settings.forwarder.forward(req, res, target.origin, path, headers, onError, active)
       }
 
       admitClient(deps, entry, identity, res, forward, (retryAfter) => {
@@ -349,7 +347,7 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
  * the dump and the concurrency slot then agree on what is open.
  */
 export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { metrics, errorPages } = deps
+  const { metrics } = deps
   const ids = new RequestIds()
   return function handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
@@ -368,7 +366,7 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
       const seconds = (performance.now() - active.start) / 1000
       recorder.record(status, req.method ?? 'GET', seconds)
       if (failure !== undefined) recorder.upstreamError(failure)
-      const log = deps.accessLog
+      const log = deps.live.settings.accessLog
       if (log !== undefined) {
         if (active.requestId === '') active.requestId = ids.next()
         // The client's socket carried this exchange alone: its counters are the tunnel's bytes, handshake included.
@@ -381,7 +379,7 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
     // Until a forwarder owns the tunnel (and reports its end), a client that leaves is recorded here.
     socket.once('close', () => { if (!handedOff) finish(499) })
     const refuse = (status: number, extraHeaders?: string): void => {
-      writeRawResponse(socket, status, errorPages, extraHeaders)
+      writeRawResponse(socket, status, deps.live.settings.errorPages, extraHeaders)
       finish(status)
     }
 
@@ -431,7 +429,7 @@ export function createUpgradeHandler (deps: HandlerDeps, scheme: 'http' | 'https
           })
           return
         }
-        deps.websockets.upgrade(req, socket, head, target!.origin, client, (status, failure) => {
+        deps.live.settings.websockets.upgrade(req, socket, head, target!.origin, client, (status, failure) => {
           if (failure !== undefined && failure !== 'client_abort') deps.logger.warn('websocket upstream failed', { domain: entry.domain, reason: failure })
           finish(status, failure)
         }, { stats: active })

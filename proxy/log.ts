@@ -87,8 +87,10 @@ function errorFields (value: unknown): unknown {
  * Creates a logger writing to a line sink. Error values in fields are
  * reduced to `{ name, message, code, cause }` so stacks stay out of the logs.
  */
-export function createLogger (options: { level?: LogLevel, sink: LineSink, base?: LogFields }): Logger {
-  const min = RANK[options.level ?? 'info']
+export function createLogger (options: { level?: LogLevel | (() => LogLevel), sink: LineSink, base?: LogFields }): Logger {
+  // A function: the level a SIGHUP may change (log.level), read at each line.
+  const level = options.level ?? 'info'
+  const min = typeof level === 'function' ? () => RANK[level()] : () => RANK[level]
   const base = options.base ?? {}
   const write = (line: string): void => { options.sink.write(line) }
 
@@ -99,7 +101,7 @@ export function createLogger (options: { level?: LogLevel, sink: LineSink, base?
   }
   function make (bound: LogFields): Logger {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
-      if (RANK[level] < min) return
+      if (RANK[level] < min()) return
       const time = new Date().toISOString()
       let line: string
       try {
@@ -118,7 +120,7 @@ export function createLogger (options: { level?: LogLevel, sink: LineSink, base?
       error: (msg, fields) => { emit('error', msg, fields) },
       child: (fields) => make({ ...bound, ...fields }),
       raw: write,
-      enabled: (level) => RANK[level] >= min
+      enabled: (level) => RANK[level] >= min()
     }
   }
   return make(base)

@@ -13,11 +13,10 @@ import { createLineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
-import { createErrorPages } from './error-pages.ts'
-import { createForwarder } from './forward.ts'
-import { createWebSocketProxy } from './websocket.ts'
-import { createAccessLog } from './access-log.ts'
-import { createIpMatcher } from './ip-match.ts'
+import { buildLiveSettings, liveErrorPages, type LiveHolder } from './live-settings.ts'
+import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
+import { loadConfig } from './config.ts'
+import type { ListenAddress } from './config-schema.ts'
 import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
@@ -28,9 +27,7 @@ import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import { startChain, type ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
-import { createRateLimiter } from './rate-limit.ts'
 import { createMulchCertExport, type MulchCertExport } from './mulch-cert-export.ts'
-import { isUnlimited } from './rate-profile.ts'
 import { hostnameProblem } from './route-table.ts'
 import { createUpstreamErrorLog } from './upstream-errors.ts'
 import { buildInfo } from './build-info.ts'
@@ -46,7 +43,6 @@ import { createBroadcastChallengeStore, createRemoteIssuer, createSharedChalleng
 import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
 import { bindListenHandle, handlePort, listenOnHandle, type ListenHandle } from './listen-handle.ts'
 import { serveTakeover, type TakenOver, type TakeoverServer } from './takeover.ts'
-import type { ListenAddress } from './config-schema.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -173,6 +169,13 @@ export interface StartOptions {
   /** `--takeover`: the running proxy's listening sockets, and how to make it drain (proxy/takeover.ts). */
   takeover?: TakenOver
   role?: ProxyRole
+  /**
+   * Reads and checks the TOML again on SIGHUP, from the same source(s) as at start
+   * (the CLI passes its --config / --mulch-config loader); default: config.file.
+   */
+  loadConfig?: () => ProxyConfig
+  /** Told when a SIGHUP changed `[server] workers`. */
+  onWorkersChanged?: (workers: number) => void
 }
 
 /** Starts the proxy. Throws ProxyError on a start-up failure (port in use...). */
@@ -184,9 +187,13 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   // Said on stdout, where an operator who finds nothing else (journalctl, docker logs) looks.
   if (logFile !== undefined) process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
   const sink = createLineSink(logFile ?? process.stdout)
-  const logger = createLogger({ level: config.log.level, sink, base: worker === undefined ? { component: 'proxy' } : { component: 'proxy', worker: worker.slot } })
+  // What a SIGHUP may change, read per request through this one holder (live-settings.ts).
+  // A worker's limiter asks the primary, where the one limiter of the proxy lives.
+  const makeLimiter = worker === undefined ? undefined : (profiles: ProxyConfig['rateProfiles']) => createRemoteRateLimiter(profiles, worker.primary)
+  const live: LiveHolder = { settings: buildLiveSettings(config, sink, undefined, makeLimiter).settings }
+  const logger = createLogger({ level: () => live.settings.config.log.level, sink, base: worker === undefined ? { component: 'proxy' } : { component: 'proxy', worker: worker.slot } })
   const metrics = createMetrics()
-  const errorPages = createErrorPages(config.errorPages.template)
+  const errorPages = liveErrorPages(live)
   try {
     prepareDataDir(config.dataDir, logger)
   } catch (err) {
@@ -196,17 +203,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
 
   const holder: RouterHolder = { router: new Router([]) }
   const active = new Set<ActiveRequest>()
-  const trustedProxies = createIpMatcher(config.headers.trustedProxies)
-  const forwarder = createForwarder({
-    connectTimeoutMs: config.timeouts.connectMs,
-    responseTimeoutMs: config.timeouts.upstreamResponseMs,
-    idleTimeoutMs: config.timeouts.upstreamIdleMs,
-    keepAliveMs: config.upstream.keepAliveMs,
-    maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
-  })
-  const websockets = createWebSocketProxy({ connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
-  const limiter = worker === undefined ? createRateLimiter({ profiles: config.rateProfiles }) : createRemoteRateLimiter(config.rateProfiles, worker.primary)
-  metrics.rateTrackedIps = () => limiter.snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
+  const limiter = (): LiveHolder['settings']['limiter'] => live.settings.limiter
+  metrics.rateTrackedIps = () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
   if (worker === undefined) for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
   // Sockets the primary binds for its workers (filled at start, before the pool starts).
   const poolHandles = new Map<string, ListenHandle>()
@@ -222,6 +220,13 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
         const held = serveRateLimits(limiter, peer)
         serveCertificates(certs, peer)
         challenges?.replay(peer)
+        // A worker whose TOML reload moved a listener takes the primary's new socket.
+        peer.handle('listen-handle', async (body) => {
+          const name = (body as { name: string }).name
+          const handle = poolHandles.get(name)
+          if (handle !== undefined) await peer.sendHandle('listen', { name }, handle)
+          return handle !== undefined
+        })
         return { detach: held.release }
       },
       onRestart: () => { metrics.workerRestarts.inc() }
@@ -234,7 +239,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // A worker reads the same file as its primary, which says how each load went: once, not N+1 times.
     logger: worker === undefined ? logger : createLogger({ level: 'error', sink, base: { component: 'proxy', worker: worker.slot } }),
     metrics,
-    hasProfile: (name) => limiter.hasProfile(name),
+    hasProfile: (name) => limiter().hasProfile(name),
     chainEntries: () => chain?.entries() ?? []
   })
 
@@ -278,26 +283,28 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   }
   const deps: HandlerDeps = {
     routes: holder,
-    forwarder,
-    websockets,
-    errorPages,
+    live,
     metrics,
     logger,
-    accessLog: config.log.access ? createAccessLog(sink) : undefined,
-    trustedProxies,
     // Read at redirect time: the https listener is bound (and learns a port 0's real port) after the handlers exist.
     httpsPort: () => ports.https,
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
-    limiter: config.rateProfiles.every(isUnlimited) ? undefined : limiter,
     mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
     onUpstreamError: (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
   }
-  const listenerOptions = {
-    requestHeadersMs: config.timeouts.requestHeadersMs,
-    clientIdleMs: config.timeouts.clientIdleMs,
-    maxHeaderBytes: config.limits.maxHeaderBytes,
-    maxRequestsPerConnection: config.limits.maxRequestsPerConnection
+  /** Creates and binds the http or https listener (at start, and when a SIGHUP moves it). */
+  const openListener = async (name: 'http' | 'https', address: ListenAddress, handle?: ListenHandle): Promise<{ listener: ManagedListener, port: number }> => {
+    const tls = name === 'https' ? { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) } : undefined
+    const listener = createListener(name, live.settings.listenerOptions, createRequestHandler(deps, name), createUpgradeHandler(deps, name), { metrics, errorPages, logger }, tls)
+    // A chain child's parent may come over h2 on https (an https:// child_url), or h2c on http.
+    chain?.attachListener?.(listener.server as http.Server)
+    try {
+      return { listener, port: handle === undefined ? await listener.listen(address) : await listener.listenHandle(handle) }
+    } catch (err) {
+      listener.stopAccepting()
+      throw err
+    }
   }
 
   let exampleBackend: http.Server | undefined
@@ -309,7 +316,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     connections: () => ({ ...Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])), tcp_forwards: tcp.openConnections() }),
     routes: () => reloader.status(),
     chain: () => chain?.status(),
-    rateLimits: () => limiter.snapshot()
+    rateLimits: () => limiter().snapshot()
   }
   const dump = async (): Promise<string> => {
     const fromWorkers = pool === undefined ? undefined : (await pool.gather<object>('dump')).map((w) => ({ ...w.value, worker: w.slot }))
@@ -346,7 +353,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     extra_certs_last_failure: extraCertsFailure,
     routes: reloader.table().routes.map((r) => ({ domain: r.domain, target: r.target?.origin, redirect_to: r.redirectTo, vm: r.vm, rate_profile: r.rateProfile ?? 'default' })),
     in_flight: inFlightTotal(ws),
-    rate_limits: limiter.snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
+    rate_limits: limiter().snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
@@ -370,7 +377,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     certificates: certs.status(),
     acme: certs.acmeStatus(),
     chain: chainStatus(),
-    rateLimits: limiter.snapshot({ top: 10 }),
+    rateLimits: limiter().snapshot({ top: 10 }),
     upstreamErrors,
     workers: await workers(),
     portForwards: tcp.status().flatMap((p) => p.forwards.map((f) => ({
@@ -380,6 +387,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     })))
   })
 
+  const adminApp = createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
   try {
     if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))
@@ -402,36 +410,24 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       mulchCerts = createMulchCertExport({ certs, dataDir: config.dataDir, domains: config.acme.extraDomains, logger: logger.child({ component: 'certs' }) })
       await mulchCerts.syncAll()
     }
-    if (pool !== undefined) {
-      // The primary binds; its workers serve. Every worker listens before the admin says healthy.
-      for (const name of ['https', 'http'] as const) {
-        const address = config.listen[name]
-        if (address === undefined) continue
+    for (const name of ['https', 'http'] as const) {
+      const address = config.listen[name]
+      if (address === undefined) continue
+      if (pool !== undefined) {
+        // The primary binds; its workers serve.
         const handle = inheritedHandle(options.takeover, name, address) ?? bindListenHandle(address, logger, name)
         poolHandles.set(name, handle)
         ports[name] = handlePort(handle)
+        continue
       }
-      await pool.start()
-    }
-    if (config.listen.https !== undefined && pool === undefined) {
-      const tls = { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
-      const listener = createListener('https', listenerOptions, createRequestHandler(deps, 'https'), createUpgradeHandler(deps, 'https'), { metrics, errorPages, logger }, tls)
-      // A chain child's parent may come over h2 here (an https:// child_url).
-      chain?.attachListener?.(listener.server)
-      const handle = worker?.handles.get('https') ?? inheritedHandle(options.takeover, 'https', config.listen.https)
-      ports.https = handle === undefined ? await listener.listen(config.listen.https) : await listener.listenHandle(handle)
+      const { listener, port } = await openListener(name, address, worker?.handles.get(name) ?? inheritedHandle(options.takeover, name, address))
+      ports[name] = port
       listeners.push(listener)
     }
-    if (config.listen.http !== undefined && pool === undefined) {
-      const listener = createListener('http', listenerOptions, createRequestHandler(deps, 'http'), createUpgradeHandler(deps, 'http'), { metrics, errorPages, logger })
-      // A chain child also speaks h2c here, for its parent.
-      chain?.attachListener?.(listener.server as http.Server)
-      const handle = worker?.handles.get('http') ?? inheritedHandle(options.takeover, 'http', config.listen.http)
-      ports.http = handle === undefined ? await listener.listen(config.listen.http) : await listener.listenHandle(handle)
-      listeners.push(listener)
-    }
+    // Every worker listens before the admin says healthy.
+    await pool?.start()
     if (config.listen.admin !== undefined && worker === undefined) {
-      admin = createAdminServer(createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget }))
+      admin = createAdminServer(adminApp)
       const handle = inheritedHandle(options.takeover, 'admin', config.listen.admin)
       ports.admin = handle === undefined ? await listenOn(admin, config.listen.admin, logger, 'admin') : await listenOnHandle(admin, handle)
     }
@@ -505,12 +501,13 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   async function drainAndExit (reason: string): Promise<void> {
     ready = false
     takeoverServer?.close()
-    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: config.timeouts.drainMs })
+    const drainMs = live.settings.config.timeouts.drainMs
+    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: drainMs })
     // A takeover's new process serves the same sockets: an idle keep-alive client
     // gets a moment to send its next request here (answered with Connection: close)
     // rather than a close racing that request.
     const handedOver = reason.startsWith(TAKEOVER_REASON)
-    const keepIdleUntil = handedOver ? Date.now() + Math.min(IDLE_GRACE_MS, config.timeouts.drainMs) : 0
+    const keepIdleUntil = handedOver ? Date.now() + Math.min(IDLE_GRACE_MS, drainMs) : 0
     for (const l of listeners) l.stopAccepting({ keepIdle: handedOver })
     // The admin socket is the new process's from now on (a plain drain keeps it for /status).
     if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
@@ -521,7 +518,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason)
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
-    const deadline = Date.now() + config.timeouts.drainMs
+    const deadline = Date.now() + drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
         if (Date.now() >= keepIdleUntil) for (const l of listeners) l.closeIdle()
@@ -541,12 +538,12 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
     exampleBackend?.close()
     exampleBackend?.closeAllConnections()
-    websockets.close()
-    limiter.close()
+    live.settings.websockets.close()
+    live.settings.limiter.close()
     mulchCerts?.stop()
     // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
     await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
-    await forwarder.close().catch(() => {})
+    await live.settings.forwarder.close().catch(() => {})
     await reloader.close().catch(() => {})
     if (worker === undefined) removePidFile(config.pidFile)
     logger.info('stopped', { reason, cut_requests: left })
@@ -580,8 +577,84 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     void drainAndExit(reason)
   }
 
+  /**
+   * Binds listener `name` beside the running one (SIGHUP moved it); commit puts it
+   * in service and lets the old one drain: it stops accepting, its open connections
+   * are served until they end or timeouts.drain is over.
+   */
+  const rebind = async (name: ListenerName, address: ListenAddress | undefined): Promise<Rebound> => {
+    const drainMs = (): number => live.settings.config.timeouts.drainMs
+    // A worker has no admin listener; a primary's own admin moves as a single process's does.
+    if (name === 'admin' && worker !== undefined) return { port: undefined, abort () {}, commit () {} }
+    if (name !== 'admin' && pool !== undefined) {
+      // The primary binds the new socket; each worker takes it in its own reload, which follows.
+      const handle = address === undefined ? undefined : bindListenHandle(address, logger, name)
+      return {
+        port: handle === undefined ? undefined : handlePort(handle),
+        abort: () => { handle?.close() },
+        commit: () => {
+          const old = poolHandles.get(name)
+          if (handle === undefined) { poolHandles.delete(name); delete ports[name] } else { poolHandles.set(name, handle); ports[name] = handlePort(handle) }
+          // The workers keep their copies of the old socket until they have moved.
+          old?.close()
+        }
+      }
+    }
+    if (name === 'admin') {
+      const next = address === undefined ? undefined : createAdminServer(adminApp)
+      const port = next === undefined ? undefined : await listenOn(next, address!, logger, 'admin')
+      return {
+        port,
+        abort: () => { next?.close() },
+        commit: () => {
+          const old = admin
+          admin = next
+          if (port === undefined) delete ports.admin
+          else ports.admin = port
+          old?.close()
+          setTimeout(() => { old?.closeAllConnections() }, drainMs()).unref()
+        }
+      }
+    }
+    // A worker asks its primary for the socket the primary's own reload just bound.
+    if (worker !== undefined && address !== undefined && !(await worker.primary.request<boolean>('listen-handle', { name }, 10_000))) throw new ProxyError('PROXY_UNAVAILABLE', `the primary has no socket for listen.${name}`)
+    const opened = address === undefined ? undefined : await openListener(name, address, worker?.handles.get(name))
+    return {
+      port: opened?.port,
+      abort: () => { opened?.listener.stopAccepting() },
+      commit: () => {
+        const old = listeners.find((l) => l.name === name)
+        if (old !== undefined) listeners.splice(listeners.indexOf(old), 1)
+        if (opened === undefined) delete ports[name]
+        else {
+          listeners.push(opened.listener)
+          ports[name] = opened.port
+        }
+        if (old !== undefined) void retireListener(old, drainMs())
+      }
+    }
+  }
+  const configReloader = createConfigReloader({
+    started: config,
+    load: options.loadConfig ?? (() => loadConfig(config.file === '<embedded default>' ? undefined : config.file)),
+    live,
+    sink,
+    logger,
+    metrics,
+    rebind,
+    listeners: () => listeners,
+    // Routes resolve their profile names at load: the next route reload re-reads the file.
+    onRateProfilesChanged: () => { reloader.forget() },
+    onWorkersChanged: options.onWorkersChanged,
+    ...(makeLimiter === undefined ? {} : { makeLimiter })
+  })
+
+  // The TOML first (a new rate profile must exist before routes name it); a bad TOML
+  // does not hold the route file, port file and certificates the daemon relies on.
   const reload = async (): Promise<unknown> => {
-    // Workers first: once the primary says "routes loaded", every worker serves the new table.
+    await configReloader.reload().catch((err: unknown) => { logger.error('config reload failed', { err }) })
+    // Workers next (their TOML, routes and certificates): once the primary says
+    // "routes loaded", every worker serves the new table.
     await pool?.gather('reload', undefined, 60_000)
     const result = await reloader.reload('SIGHUP')
     noteReload(result)

@@ -29,7 +29,12 @@ export interface ProxyMetrics {
   readonly openConnections: { value: number }
   readonly routes: Gauge
   readonly routeReloads: Counter<'result'>
-  readonly lastReloadSuccessful: Gauge
+  /** The route file's part of `vmfront_config_last_reload_successful` (1 ok, 0 failed). */
+  readonly lastReloadSuccessful: ReloadVerdict
+  /** The TOML's part of `vmfront_config_last_reload_successful` (SIGHUP, SPEC §12). */
+  readonly configReloadSuccessful: ReloadVerdict
+  /** TOML reloads on SIGHUP, by result. */
+  readonly configReloads: Counter<'result'>
   readonly lastReloadSuccessTimestamp: Gauge
   readonly rateLimited: Counter<'profile'>
   /** Set by main: the real certificates served, by domain (read at scrape time). */
@@ -57,6 +62,11 @@ export interface ProxyMetrics {
 }
 
 /** Creates the registry and every metric. One per proxy process (no globals). */
+/** One part of a reload verdict gauge: the gauge shows the lowest part. */
+export interface ReloadVerdict {
+  set (value: number): void
+}
+
 export function createMetrics (options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
   const registry = new Registry()
   if (options.defaultMetrics !== false) {
@@ -140,8 +150,16 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const routeReloads = new Counter({ name: 'vmfront_route_reloads_total', help: 'Route file loads, the one at start included, by result.', labelNames: ['result'] as const, registers, aggregator: 'first' })
   routeReloads.inc({ result: 'success' }, 0)
   routeReloads.inc({ result: 'failure' }, 0)
-  const lastReloadSuccessful = new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last route reload succeeded, 0 if it failed.', registers, aggregator: 'min' })
-  const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table was last loaded successfully.', registers, aggregator: 'first' })
+  // One verdict over both files a reload reads: a good route file must not hide a bad TOML (or the reverse).
+  const reloadParts = { routes: 0, config: 1 }
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'vmfront_config_last_reload_successful', help: '1 if the last reload succeeded (the TOML on SIGHUP and the route file), 0 if either failed.', registers, aggregator: 'min', collect () { this.set(Math.min(reloadParts.routes, reloadParts.config)) } })
+  const lastReloadSuccessful: ReloadVerdict = { set (value) { reloadParts.routes = value } }
+  const configReloadSuccessful: ReloadVerdict = { set (value) { reloadParts.config = value } }
+  const configReloads = new Counter({ name: 'vmfront_config_reloads_total', help: 'Reloads of the proxy TOML on SIGHUP, by result (failure: invalid, or a new listener address could not be bound).', labelNames: ['result'] as const, registers, aggregator: 'first' })
+  configReloads.inc({ result: 'success' }, 0)
+  configReloads.inc({ result: 'failure' }, 0)
+  const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table or the TOML was last loaded successfully (Unix time).', registers, aggregator: 'first' })
   const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile (the reason is in the log).', labelNames: ['profile'] as const, registers })
   // Read at scrape time from the certificate manager, so the series follow the route
   // table (a user certificate for a name that is not routed is not exported).
@@ -225,6 +243,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     routes,
     routeReloads,
     lastReloadSuccessful,
+    configReloadSuccessful,
+    configReloads,
     lastReloadSuccessTimestamp,
     rateLimited,
     get certificateExpiries () { return certState.certificateExpiries },

@@ -53,6 +53,8 @@ export interface RouteReloader {
   reload (reason: string): Promise<ReloadStatus>
   /** Rebuilds the router from the last good table (e.g. when chained domains change). */
   rebuild (): void
+  /** The next reload parses the file even if unchanged (rate profiles changed: routes re-resolve theirs). */
+  forget (): void
   /** The last good table (empty before the first load). */
   table (): RouteTable
   status (): ReloadStatus
@@ -313,6 +315,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   return {
     reload,
     rebuild: swap,
+    forget: () => { lastHash = undefined },
     table: () => current,
     status: () => ({ ...status }),
     readPending: () => pendingRead !== undefined,

@@ -48,12 +48,24 @@ export interface ManagedListener {
    * racing a close (a reset for a request already on its way).
    */
   stopAccepting (options?: { keepIdle?: boolean }): void
+  /**
+   * Stops accepting new connections but keeps serving the open ones (a listener
+   * moved to a new address, SPEC §12): a client mid-exchange on them must not
+   * fail. Keep-alive connections end by their idle timeout, HTTP/2 clients get a
+   * GOAWAY; call `closeIdle`/`destroyAll` to finish.
+   */
+  stopListening (): void
   /** Closes connections with no request in flight (call repeatedly while draining). */
   closeIdle (): void
   /** Open client connections (upgraded sockets included). */
   openSockets (): number
   /** Ends every remaining socket. */
   destroyAll (): void
+  /**
+   * Applies new timeouts and limits (a SIGHUP): to connections accepted from now
+   * on (and, where Node reads them per request, to open ones too).
+   */
+  configure (options: ListenerOptions): void
 }
 
 type Handler = (req: ClientRequest, res: ClientResponse) => void
@@ -156,6 +168,14 @@ export function createListener (
     listen (address: ListenAddress): Promise<number> {
       return listenOn(server, address, deps.logger, name)
     },
+    stopListening (): void {
+      // net.Server's own close: http.Server.close would also cut idle keep-alive
+      // connections, racing a client that is sending its next request on one.
+      // The keep-alive timeout is left as it is: a client told to close sooner
+      // (Keep-Alive: timeout=1) reconnects to this address before it learns the new one.
+      if (server.listening) NetServer.prototype.close.call(server)
+      h2?.goawayAll()
+    },
     listenHandle (handle: ListenHandle): Promise<number> {
       return listenOnHandle(server, handle)
     },
@@ -176,6 +196,18 @@ export function createListener (
       h2?.sweep()
     },
     openSockets: () => sockets.size + upgraded.size,
+    configure (next: ListenerOptions): void {
+      // Node reads these server fields when a connection or request starts.
+      const s = server as http.Server & { maxHeaderSize?: number }
+      s.headersTimeout = next.requestHeadersMs
+      s.keepAliveTimeout = next.clientIdleMs
+      s.maxHeaderSize = next.maxHeaderBytes
+      if (tls === undefined) s.maxRequestsPerSocket = next.maxRequestsPerConnection
+      else {
+        (server as http2.Http2SecureServer).updateSettings({ maxHeaderListSize: next.maxHeaderBytes, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS })
+        server.setTimeout(next.clientIdleMs * 5)
+      }
+    },
     destroyAll (): void {
       for (const socket of upgraded) socket.destroy()
       for (const socket of sockets) socket.destroy()

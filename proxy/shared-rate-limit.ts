@@ -65,12 +65,13 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
 }
 
 /** Primary side: answers one worker's limiter; `release()` ends everything it holds (it died). */
-export function serveRateLimits (limiter: RateLimiter, worker: IpcPeer): { release: () => void } {
+export function serveRateLimits (current: () => RateLimiter, worker: IpcPeer): { release: () => void } {
   // Per id: what to call when the worker says the request ended (release a ticket, cancel a wait).
   const held = new Map<number, () => void>()
   worker.handle('rl.admit', (body) => {
     const { id, ip, profile } = body as { id: number, ip: string, profile: string }
-    const a = limiter.admit(ip, profile)
+    // The limiter of the moment: a TOML reload may have swapped it (held tickets release on theirs).
+    const a = current().admit(ip, profile)
     if (a.kind === 'refuse') return { refuse: a.reason, retryAfterSec: a.retryAfterSec }
     if (a.kind === 'go') {
       if (a !== UNLIMITED) held.set(id, a.release)

@@ -7,7 +7,7 @@
  * outlives its primary: it would serve a socket nobody supervises).
  */
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config.ts'
+import { loadConfig, type ProxyConfig } from './config.ts'
 import { loadMulchConfig } from './mulch-config.ts'
 import { startProxy } from './main.ts'
 import { createIpcPeer } from './worker-ipc.ts'
@@ -32,8 +32,8 @@ async function run (slot: number): Promise<void> {
     const { values } = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' } }, strict: false })
     const file = typeof values.config === 'string' ? values.config : undefined
     const mulch = typeof values['mulch-config'] === 'string' ? values['mulch-config'] : undefined
-    const config = mulch === undefined ? loadConfig(file) : loadMulchConfig(mulch, file)
-    const proxy = await startProxy(config, { role: { kind: 'worker', slot, primary, handles } })
+    const load = (): ProxyConfig => mulch === undefined ? loadConfig(file) : loadMulchConfig(mulch, file)
+    const proxy = await startProxy(load(), { role: { kind: 'worker', slot, primary, handles }, loadConfig: load })
     // The primary gone (killed, crashed): drain what this worker holds and leave.
     process.once('disconnect', () => { proxy.shutdown('primary gone') })
     primary.notify('ready')

@@ -52,13 +52,9 @@ async function harness (t: Test): Promise<Harness> {
   const challenges: string[] = []
   const deps: HandlerDeps = {
     routes: { router: new Router(parsed.table.routes.map((route) => ({ domain: route.domain, route, profile: 'default' }))) },
-    forwarder,
-    websockets,
-    errorPages,
+    live: { settings: { config: undefined as never, accessLog: undefined, trustedProxies: createIpMatcher(['127.0.0.1']), errorPages, limiter: undefined as never, limiting: undefined, forwarder, websockets, listenerOptions: undefined as never } },
     metrics,
     logger,
-    accessLog: undefined,
-    trustedProxies: createIpMatcher(['127.0.0.1']),
     httpsPort: () => https.port,
     active: new Set<ActiveRequest>(),
     // A fake certificate manager: it knows one token, and leaves every other request alone.
