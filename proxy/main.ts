@@ -387,7 +387,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     })))
   })
 
-  const adminApp = createAdminApp({ registry: metrics.registry, healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
+  const adminApp = createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
   try {
     if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))

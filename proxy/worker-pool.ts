@@ -116,7 +116,8 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
       const answers = await Promise.all(slots.filter((s) => s?.ready).map(async (s): Promise<{ slot: number, pid: number, value: T } | undefined> => {
         try {
           return { slot: s.slot, pid: s.pid, value: await s.peer.request<T>(op, body, timeoutMs) }
-        } catch {
+        } catch (err) {
+          log.debug('a worker did not answer', { worker: s.slot, op, reason: (err as Error).message })
           return undefined
         }
       }))
