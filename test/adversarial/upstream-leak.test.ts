@@ -32,7 +32,8 @@ t.test('upstream connections end with their clients, whatever the clients do', a
       { domain: 'silent.test', target: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}` }
     ]),
     listen: '[listen]\nhttp = "127.0.0.1:0"\nhttps = "127.0.0.1:0"\nadmin = "127.0.0.1:0"',
-    toml: `[timeouts]\nupstream_response = "${RESPONSE_MS}ms"\nupstream_idle = "${IDLE_MS}ms"\n[upstream]\nmax_connections_per_target = ${MAX}\n`
+    // One worker: max_connections_per_target bounds each worker's pool, and this counts one pool.
+    toml: `[server]\nworkers = 1\n[timeouts]\nupstream_response = "${RESPONSE_MS}ms"\nupstream_idle = "${IDLE_MS}ms"\n[upstream]\nmax_connections_per_target = ${MAX}\n`
   })
   const port = proxy.ports.http
 
