@@ -6,7 +6,9 @@
 import { createPrivateKey } from 'node:crypto'
 import https from 'node:https'
 import { rootCertificates } from 'node:tls'
-import * as acme from 'acme-client'
+// Loaded on first use: acme-client (with axios and its crypto) costs ~35 MiB of memory,
+// which a process that never orders (a proxy's worker, ACME off) should not carry.
+import type * as acme from 'acme-client'
 import { parseRenewalInfo, type RenewalWindow } from './ari.ts'
 import type { CertLogger } from './config.ts'
 import { CertError, describeError, errorMessage, storageFailureParts } from './errors.ts'
@@ -150,7 +152,8 @@ export function createAcmeIssuer (opts: AcmeIssuerOptions): Issuer {
 
   async function getSession (): Promise<NonNullable<typeof session>> {
     if (session !== undefined) return session
-    const client = new acme.Client({
+    const { Client } = await import('acme-client')
+    const client = new Client({
       directoryUrl: opts.directoryUrl,
       accountKey: await loadAccountKey(),
       backoffAttempts: opts.pollAttempts,

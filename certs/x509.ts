@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, generateKeyPair, X509Certificate } from 'node:crypto'
 import { promisify } from 'node:util'
-import * as acme from 'acme-client'
+import type * as acmeTypes from 'acme-client'
 import forge from 'node-forge'
 import { ariCertId } from './ari.ts'
 import { CertError, errorMessage } from './errors.ts'
@@ -157,6 +157,8 @@ export async function generatePrivateKeyPem (type: KeyType): Promise<string> {
  */
 export async function createCsrPem (domain: string, keyPem: string): Promise<string> {
   const names = domain.length <= 64 ? { commonName: domain, altNames: [domain] } : { altNames: [domain] }
+  // Loaded on first use (see acme-issuer.ts).
+  const acme: typeof acmeTypes = await import('acme-client')
   const [, csr] = await acme.crypto.createCsr(names, keyPem)
   return csr.toString()
 }

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writ
 import { dirname } from 'node:path'
 import type http from 'node:http'
 import { Server as NetServer } from 'node:net'
+import { availableParallelism } from 'node:os'
 import type { ProxyConfig } from './config.ts'
 import { createLineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
@@ -21,11 +22,10 @@ import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type Ha
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
 import { createListener, listenOn, type ManagedListener } from './server.ts'
-import { createAdminApp, createAdminServer } from './admin.ts'
 import { writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
-import { startChain, type ChainRuntime } from './chain/index.ts'
+import type { ChainRuntime } from './chain/index.ts'
 import { CertError, createCertManager, describeError } from '../certs/index.ts'
 import { createMulchCertExport, type MulchCertExport } from './mulch-cert-export.ts'
 import { hostnameProblem } from './route-table.ts'
@@ -387,12 +387,15 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     })))
   })
 
-  const adminApp = createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
+  // The admin listener (hono, the status page) and the chain are loaded where they run:
+  // a worker, which has neither, is smaller by their code (SPEC §12's memory goals).
+  const adminModule = worker === undefined ? await import('./admin.ts') : undefined
+  const adminApp = adminModule?.createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
   try {
     if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))
     // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
-    if (role.kind === 'single') chain = await startChain({
+    if (role.kind === 'single' && config.chain.mode !== 'none') chain = await (await import('./chain/index.ts')).startChain({
       config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() },
       // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
       tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
@@ -426,8 +429,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     }
     // Every worker listens before the admin says healthy.
     await pool?.start()
-    if (config.listen.admin !== undefined && worker === undefined) {
-      admin = createAdminServer(adminApp)
+    if (config.listen.admin !== undefined && adminModule !== undefined && adminApp !== undefined) {
+      admin = adminModule.createAdminServer(adminApp)
       const handle = inheritedHandle(options.takeover, 'admin', config.listen.admin)
       ports.admin = handle === undefined ? await listenOn(admin, config.listen.admin, logger, 'admin') : await listenOnHandle(admin, handle)
     }
@@ -601,7 +604,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       }
     }
     if (name === 'admin') {
-      const next = address === undefined ? undefined : createAdminServer(adminApp)
+      const next = address === undefined || adminModule === undefined || adminApp === undefined ? undefined : adminModule.createAdminServer(adminApp)
       const port = next === undefined ? undefined : await listenOn(next, address!, logger, 'admin')
       return {
         port,
@@ -645,7 +648,14 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     listeners: () => listeners,
     // Routes resolve their profile names at load: the next route reload re-reads the file.
     onRateProfilesChanged: () => { reloader.forget() },
-    onWorkersChanged: options.onWorkersChanged,
+    // With a pool the count changes live; one process cannot grow workers without a restart.
+    onWorkersChanged: (n) => {
+      options.onWorkersChanged?.(n)
+      if (worker !== undefined) return
+      const count = n === 0 ? availableParallelism() : n
+      if (pool !== undefined) pool.resize(count)
+      else if (count !== 1) logger.warn('config change needs a restart (vmfront proxy --takeover)', { key: 'server.workers', reason: 'this process serves alone; a takeover starts the workers' })
+    },
     ...(makeLimiter === undefined ? {} : { makeLimiter })
   })
 

@@ -12,7 +12,7 @@
  * Node passes handles only to its own children through public API; between two
  * unrelated processes this module drives the same libuv IPC pipe that API uses
  * (process.binding('pipe_wrap'), IPC mode). The old process is the listening side
- * (PID_FILE.takeover.sock, mode 0600, so only the proxy's own user can ask); one
+ * ($TMPDIR/vmfront-UID/, mode 0600, so only the proxy's own user can ask); one
  * handle per message, each asked for by the new process, so no two descriptors
  * ever share a read.
  *
@@ -21,7 +21,10 @@
  * serves; old → {op:"draining"} and starts its drain.
  */
 import net from 'node:net'
-import { chmodSync, rmSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import type { ListenHandle } from './listen-handle.ts'
 import { ProxyError } from './errors.ts'
 
@@ -54,14 +57,29 @@ const pipeWrap = binding('pipe_wrap') as PipeBinding
 const streamWrap = binding('stream_wrap') as StreamBinding
 
 /**
- * Where a running proxy listens for a takeover: beside its PID file, which names
- * the process a takeover replaces (SPEC §12).
+ * Where the proxy of `pidFile` listens for a takeover: named after the PID file
+ * (which names the process a takeover replaces, SPEC §12), in a directory of this
+ * user's own under the temporary directory (0700, checked: not a link, not someone
+ * else's), so neither data_dir nor the PID file's folder holds anything new.
+ * @throws ProxyError TAKEOVER_FAILED when that directory is unsafe
  */
 export function takeoverSocketPath (pidFile: string): string {
-  return `${pidFile}.takeover.sock`
+  const uid = process.getuid?.() ?? 0
+  const dir = join(tmpdir(), `vmfront-${uid}`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const st = lstatSync(dir)
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw new ProxyError('TAKEOVER_FAILED', `${dir} must be a directory of user ${uid} with mode 0700 (it holds the takeover socket)`)
+  }
+  const name = createHash('sha256').update(resolve(pidFile)).digest('hex').slice(0, 16)
+  return join(dir, `takeover-${name}.sock`)
 }
 
 type Message = Record<string, unknown>
+
+function inodeOf (path: string): number | undefined {
+  try { return lstatSync(path).ino } catch { return undefined }
+}
 
 /** Line-framed JSON over a raw IPC pipe, with at most one handle per message. */
 function channel (pipe: RawPipe, onMessage: (m: Message, handle: unknown) => void, onClose: () => void): { send: (m: Message, handle?: unknown) => void } {
@@ -117,7 +135,12 @@ export function serveTakeover (pidFile: string, options: {
   drain: (newPid: number) => void
   log: (msg: string, fields: Record<string, unknown>) => void
 }): Promise<TakeoverServer> {
-  const path = takeoverSocketPath(pidFile)
+  let path: string
+  try {
+    path = takeoverSocketPath(pidFile)
+  } catch (err) {
+    return Promise.reject(err)
+  }
   rmSync(path, { force: true })
   const server = net.createServer({ pauseOnConnect: true }, (conn) => {
     const fd = (conn as unknown as { _handle?: { fd?: number } })._handle?.fd
@@ -155,10 +178,12 @@ export function serveTakeover (pidFile: string, options: {
     server.listen(path, () => {
       server.off('error', reject)
       try { chmodSync(path, 0o600) } catch { /* the directory's mode still protects it */ }
+      const inode = inodeOf(path)
       resolve({
         close () {
           server.close()
-          rmSync(path, { force: true })
+          // The next process may have put its own socket there already: leave that one.
+          if (inode !== undefined && inodeOf(path) === inode) rmSync(path, { force: true })
         }
       })
     })
@@ -179,8 +204,14 @@ export interface TakenOver {
  * `pidFile`. @throws ProxyError TAKEOVER_FAILED (nothing to take over, or it stopped answering)
  */
 export function requestTakeover (pidFile: string, timeoutMs = 10_000): Promise<TakenOver> {
-  const path = takeoverSocketPath(pidFile)
   return new Promise((resolve, reject) => {
+    let path: string
+    try {
+      path = takeoverSocketPath(pidFile)
+    } catch (err) {
+      reject(err)
+      return
+    }
     const pipe = new pipeWrap.Pipe(pipeWrap.constants.IPC)
     const handles = new Map<string, ListenHandle>()
     let drained: (() => void) | undefined

@@ -54,13 +54,18 @@ export interface WorkerPool {
   gather<T>(op: string, body?: unknown, timeoutMs?: number): Promise<Array<{ slot: number, pid: number, value: T }>>
   /** Drains every worker (SIGTERM semantics) and resolves once all have exited. */
   stop (reason: string): Promise<void>
-  /** Listening sockets changed (a listener moved): every worker rebinds. */
   readonly handles: ReadonlyMap<string, unknown>
+  /**
+   * `[server] workers` changed on SIGHUP: starts the missing slots, or drains the
+   * highest ones (their requests finish, they are not replaced).
+   */
+  resize (count: number): void
 }
 
 export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
   const slots: WorkerSlot[] = []
   let stopping = false
+  let wanted = options.count
   const log = options.logger
 
   function spawn (slot: number, restarts: number): Promise<void> {
@@ -85,13 +90,17 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
       peer.close()
       entry.ready = false
       settle.reject(new Error(`worker ${slot} exited (${signal ?? `code ${String(code)}`}) before it served`))
-      if (stopping) return
+      if (stopping || slot >= wanted) {
+        // A slot above the count: it drained because the count went down. Not replaced.
+        if (slots[slot] === entry && slot >= wanted) delete slots[slot]
+        return
+      }
       const lived = Date.now() - entry.startedAt
       const delay = lived >= EARLY_EXIT_MS ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** Math.min(6, restarts))
       log.error('worker exited: replacing it', { worker: slot, pid: entry.pid, code, signal, lived_ms: lived, restart_in_ms: delay })
       options.onRestart()
       const again = (): void => {
-        if (stopping) return
+        if (stopping || slot >= wanted) return
         spawn(slot, restarts + 1).catch((err: unknown) => { log.error('replacement worker failed to start', { worker: slot, reason: (err as Error).message }) })
       }
       if (delay === 0) again()
@@ -108,7 +117,20 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
     async start () {
       await Promise.all(Array.from({ length: options.count }, async (_, i) => { await spawn(i, 0) }))
     },
-    slots: () => slots,
+    slots: () => slots.filter((s) => s !== undefined),
+    resize (count) {
+      if (stopping || count === wanted || count < 1) return
+      const before = wanted
+      wanted = count
+      log.info('workers count changed', { from: before, to: count })
+      for (let i = before; i < count; i++) {
+        spawn(i, 0).catch((err: unknown) => { log.error('new worker failed to start', { worker: i, reason: (err as Error).message }) })
+      }
+      for (let i = count; i < before; i++) {
+        const s = slots[i]
+        if (s !== undefined && s.child.connected) s.peer.notify('shutdown', 'workers count lowered')
+      }
+    },
     broadcast (op, body) {
       for (const s of slots) if (s !== undefined && s.child.connected) s.peer.notify(op, body)
     },

@@ -80,6 +80,16 @@ for (const workers of [1, 2]) {
     stop = true
     await Promise.all(loops)
     t.same(outcome.failed, [], `no refused connection and no failed request (${outcome.ok} ok)`)
+    if (workers === 1) {
+      // And again: the new process can be taken over in turn (its takeover socket survived the old one's exit).
+      const third = spawn(NODE, [CLI, 'proxy', '--takeover', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const next = followProcess(t, third, 'third proxy')
+      await next.waitForLog((l) => l.msg === 'took over: the previous process drains and exits', 30_000)
+      t.equal(await fresh.exited, 0, 'the second process drained and exited')
+      t.equal(await get(port, false), 200, 'the third serves the same port')
+      t.equal(await next.stop(), 0)
+      return
+    }
     t.equal(await fresh.stop(), 0)
   })
 }

@@ -162,3 +162,21 @@ t.test('50 concurrent handshakes for a new domain with 4 workers make one ACME o
   t.equal(metricValue(await proxy.metrics(), 'vmfront_acme_orders_total{result="failure"}'), 0, 'and no failed one')
   t.equal(await proxy.stop(), 0)
 })
+
+t.test('[server] workers changes on SIGHUP: more workers start, fewer drain', async (t) => {
+  const vm = await startBackend(t)
+  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'app.test', target: vm.origin }]), toml: '[server]\nworkers = 2\n[log]\naccess = false' })
+  const fs = await import('node:fs')
+  const configFile = join(proxy.dir, 'proxy.toml')
+  const serving = async (): Promise<number> => (await workersOf(proxy)).filter((w) => !w.role.includes('starting')).length
+  fs.writeFileSync(configFile, fs.readFileSync(configFile, 'utf8').replace('workers = 2', 'workers = 3'))
+  await proxy.reload()
+  await pollUntil(async () => await serving() === 3, 10_000, 'three workers')
+  t.pass('a third worker serves')
+  fs.writeFileSync(configFile, fs.readFileSync(configFile, 'utf8').replace('workers = 3', 'workers = 1'))
+  await proxy.reload()
+  await pollUntil(async () => (await workersOf(proxy)).length === 1, 10_000, 'one worker')
+  t.equal((await get(proxy.ports.http, 'app.test')).status, 200, 'the remaining worker serves')
+  t.equal(metricValue(await proxy.metrics(), 'vmfront_worker_restarts_total'), 0, 'workers drained on purpose are not restarts')
+  t.equal(await proxy.stop(), 0)
+})
