@@ -185,7 +185,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const primaryRole = role.kind === 'primary' ? role : undefined
   const logFile = config.log.file === '' ? undefined : openLogFile(config.log.file)
   // Said on stdout, where an operator who finds nothing else (journalctl, docker logs) looks.
-  if (logFile !== undefined) process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
+  if (logFile !== undefined && role.kind !== 'worker') process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'logging to the file of log.file (reopened on SIGUSR1)', component: 'proxy', file: logFile.path }) + '\n')
   const sink = createLineSink(logFile ?? process.stdout)
   // What a SIGHUP may change, read per request through this one holder (live-settings.ts).
   // A worker's limiter asks the primary, where the one limiter of the proxy lives.
@@ -676,10 +676,22 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     await chain?.reload().catch((err: unknown) => { logger.warn('chain re-registration failed', { err }) })
     return result
   }
+  // logrotate's postrotate (SIGUSR1, to the primary, which passes it on to its workers).
+  function reopenLog (): void {
+    pool?.broadcast('reopen-log')
+    if (logFile === undefined) return
+    sink.flush()
+    try {
+      logFile.reopen()
+      logger.info('log file reopened', { file: logFile.path })
+    } catch (err) {
+      logger.error('cannot reopen the log file: still writing to the previous one', { file: logFile.path, reason: describeError(err) })
+    }
+  }
   if (worker !== undefined) answerPrimary(worker.primary, {
     reload,
     shutdown,
-    reopenLog: () => { sink.flush(); logFile?.reopen() },
+    reopenLog,
     stats: async () => ({ ...ownInfo('worker'), requests: await requestsServed() }),
     metrics: async () => await metrics.registry.getMetricsAsJSON(),
     dump: () => buildDump(dumpSources)
@@ -691,17 +703,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     process.on('SIGINT', () => { shutdown('SIGINT') })
     if (worker === undefined) process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
     // logrotate's postrotate: the renamed file is left to it, new lines go to a new one.
-    process.on('SIGUSR1', () => {
-      pool?.broadcast('reopen-log')
-      if (logFile === undefined) return
-      sink.flush()
-      try {
-        logFile.reopen()
-        logger.info('log file reopened', { file: logFile.path })
-      } catch (err) {
-        logger.error('cannot reopen the log file: still writing to the previous one', { file: logFile.path, reason: describeError(err) })
-      }
-    })
+    process.on('SIGUSR1', reopenLog)
   }
 
   return { ports, stopped, reload, shutdown }
