@@ -10,7 +10,7 @@ import type http from 'node:http'
 import { Server as NetServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import type { ProxyConfig } from './config.ts'
-import { createLineSink } from './line-sink.ts'
+import { createLineSink, type LineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
@@ -103,6 +103,9 @@ function inheritedHandle (takeover: TakenOver | undefined, name: string, address
   const sameHost = address.host === out.address || (address.anyHost === true && (out.address === '::' || out.address === '0.0.0.0'))
   return samePort && sameHost ? handle : undefined
 }
+
+/** A sink for what a worker leaves to its primary to say. */
+const DISCARD: LineSink = { write () {}, flush () {} }
 
 /** The drain reason of a takeover (the workers' drain sees it too). */
 const TAKEOVER_REASON = 'takeover by pid'
@@ -237,7 +240,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     file: config.routesFile,
     holder,
     // A worker reads the same file as its primary, which says how each load went: once, not N+1 times.
-    logger: worker === undefined ? logger : createLogger({ level: 'error', sink, base: { component: 'proxy', worker: worker.slot } }),
+    // (Its outcome still shows in this worker's metrics, which /metrics does not sum: the primary's count.)
+    logger: worker === undefined ? logger : createLogger({ level: 'error', sink: DISCARD, base: {} }),
     metrics,
     hasProfile: (name) => limiter().hasProfile(name),
     chainEntries: () => chain?.entries() ?? []
