@@ -223,6 +223,10 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
         const held = serveRateLimits(limiter, peer)
         serveCertificates(certs, peer)
         challenges?.replay(peer)
+        peer.handle('upstream-error', (body) => {
+          const e = body as { domain: string, reason?: string, status: number, message?: string }
+          upstreamErrors.record(e.domain, e.reason, e.status, e.message === undefined ? undefined : new Error(e.message))
+        })
         // A worker whose TOML reload moved a listener takes the primary's new socket.
         peer.handle('listen-handle', async (body) => {
           const name = (body as { name: string }).name
@@ -295,7 +299,10 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
     mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
-    onUpstreamError: (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
+    // A worker's go to its primary too, whose /status and page show the whole proxy's.
+    onUpstreamError: worker === undefined
+      ? (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
+      : (domain, outcome) => { worker.primary.notify('upstream-error', { domain, reason: outcome.failure, status: outcome.status, message: outcome.error?.message }) }
   }
   /** Creates and binds the http or https listener (at start, and when a SIGHUP moves it). */
   const openListener = async (name: 'http' | 'https', address: ListenAddress, handle?: ListenHandle): Promise<{ listener: ManagedListener, port: number }> => {
