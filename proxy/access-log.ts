@@ -6,8 +6,8 @@
  *
  * Fields (README "Access log"): time, level, msg, client, method, host, path,
  * proto, scheme, status, duration_ms, domain, bytes_in, bytes_out, user_agent,
- * referer, upstream, upstream_ms, request_id, and upstream_error when a forward
- * failed. `upstream` names the VM or chain child: it is written here only, never
+ * referer, upstream, upstream_ms, request_id, upstream_error when a forward
+ * failed, and worker when several workers serve. `upstream` names the VM or chain child: it is written here only, never
  * sent to a client.
  */
 import type { UpstreamFailure, ClientRequest, ForwardStats } from './forward.ts'
@@ -55,7 +55,9 @@ function declaredBodyBytes (req: ClientRequest): string {
   return '0'
 }
 
-export function createAccessLog (sink: LineSink): AccessLog {
+/** `worker`: the slot of the worker writing (SPEC §12), added to each line as `"worker"`. */
+export function createAccessLog (sink: LineSink, worker?: number): AccessLog {
+  const tail = worker === undefined ? '}' : `,"worker":${worker}}`
   // toISOString is costly at tens of thousands of requests per second: reuse it within a millisecond.
   let lastMs = 0
   let lastIso = ''
@@ -70,7 +72,7 @@ export function createAccessLog (sink: LineSink): AccessLog {
       const headers = req.headers
       const host = headers.host ?? (headers[':authority'] as string | undefined)
       const upstreamMs = entry.headersAt > 0 && entry.forwardedAt > 0 ? String(Math.round((entry.headersAt - entry.forwardedAt) * 1e3) / 1e3) : 'null'
-      sink.write(`{"time":"${lastIso}","level":"info","msg":"access","client":${quote(entry.client)},"method":${quote(req.method)},"host":${quote(host)},"path":${quote(req.url)},"proto":${quote(req.httpVersion)},"scheme":"${scheme}","status":${status},"duration_ms":${Math.round(seconds * 1e6) / 1e3},"domain":${quote(entry.domain)},"bytes_in":${entry.bytesIn >= 0 ? entry.bytesIn : declaredBodyBytes(req)},"bytes_out":${entry.bytesOut},"user_agent":${quote(headers['user-agent'])},"referer":${quote(headers.referer)},"upstream":${entry.upstream === '' ? 'null' : quote(entry.upstream)},"upstream_ms":${upstreamMs},"request_id":${entry.requestId === '' ? 'null' : quote(entry.requestId)}${failure === undefined ? '' : `,"upstream_error":"${failure}"`}}`)
+      sink.write(`{"time":"${lastIso}","level":"info","msg":"access","client":${quote(entry.client)},"method":${quote(req.method)},"host":${quote(host)},"path":${quote(req.url)},"proto":${quote(req.httpVersion)},"scheme":"${scheme}","status":${status},"duration_ms":${Math.round(seconds * 1e6) / 1e3},"domain":${quote(entry.domain)},"bytes_in":${entry.bytesIn >= 0 ? entry.bytesIn : declaredBodyBytes(req)},"bytes_out":${entry.bytesOut},"user_agent":${quote(headers['user-agent'])},"referer":${quote(headers.referer)},"upstream":${entry.upstream === '' ? 'null' : quote(entry.upstream)},"upstream_ms":${upstreamMs},"request_id":${entry.requestId === '' ? 'null' : quote(entry.requestId)}${failure === undefined ? '' : `,"upstream_error":"${failure}"`}${tail}`)
     }
   }
 }

@@ -15,7 +15,7 @@ import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { ManagedListener } from './server.ts'
 import { FileInvalidError, ProxyError } from './errors.ts'
-import { buildLiveSettings, type LimiterFactory, type LiveHolder, type LiveSettings, type RetiredParts } from './live-settings.ts'
+import { buildLiveSettings, type LiveHolder, type LiveParts, type LiveSettings, type RetiredParts } from './live-settings.ts'
 import { lineOfKey, tomlKeyAtLine, tomlKeyLines } from './toml-positions.ts'
 
 export type ListenerName = 'http' | 'https' | 'admin'
@@ -165,8 +165,8 @@ export interface ConfigReloaderOptions {
   readonly onRateProfilesChanged?: () => void
   /** Called when `[server] workers` changed. */
   readonly onWorkersChanged?: (workers: number) => void
-  /** Builds a new rate limiter (default: this process's own; a worker's asks its primary). */
-  readonly makeLimiter?: LimiterFactory
+  /** What a worker builds its own way (its limiter asks the primary). */
+  readonly parts?: LiveParts
 }
 
 export interface ConfigReloadResult {
@@ -227,7 +227,7 @@ export function createConfigReloader (options: ConfigReloaderOptions): ConfigRel
     let built: LiveSettings
     let retired: RetiredParts
     try {
-      ({ settings: built, retired } = buildLiveSettings(next, options.sink, current, options.makeLimiter))
+      ({ settings: built, retired } = buildLiveSettings(next, options.sink, current, options.parts))
     } catch (err) {
       // An error template that cannot be read: its message names the key.
       return failed([{ file: next.file, key: 'error_pages.template', message: err instanceof Error ? err.message : String(err) }], 'invalid configuration')

@@ -85,7 +85,15 @@ export function listenerOptionsOf (c: ProxyConfig): ListenerOptions {
 /** Builds the rate limiter of a set of profiles (a worker's asks its primary: shared-rate-limit.ts). */
 export type LimiterFactory = (profiles: ProxyConfig['rateProfiles']) => RateLimiter
 
-export function buildLiveSettings (config: ProxyConfig, sink: LineSink, previous?: LiveSettings, makeLimiter: LimiterFactory = (profiles) => createRateLimiter({ profiles })): { settings: LiveSettings, retired: RetiredParts } {
+/** How a worker's settings differ from a single process's (SPEC §12). */
+export interface LiveParts {
+  readonly makeLimiter?: LimiterFactory
+  /** The worker's slot, written in each access-log line. */
+  readonly worker?: number
+}
+
+export function buildLiveSettings (config: ProxyConfig, sink: LineSink, previous?: LiveSettings, parts: LiveParts = {}): { settings: LiveSettings, retired: RetiredParts } {
+  const makeLimiter = parts.makeLimiter ?? ((profiles) => createRateLimiter({ profiles }))
   const prev = previous?.config
   const errorPages = prev !== undefined && prev.errorPages.template === config.errorPages.template ? previous!.errorPages : createErrorPages(config.errorPages.template)
   const keepLimiter = prev !== undefined && same(prev.rateProfiles, config.rateProfiles)
@@ -94,7 +102,7 @@ export function buildLiveSettings (config: ProxyConfig, sink: LineSink, previous
   const limiter = keepLimiter ? previous!.limiter : makeLimiter(config.rateProfiles)
   const settings: LiveSettings = Object.freeze({
     config,
-    accessLog: !config.log.access ? undefined : previous?.accessLog ?? createAccessLog(sink),
+    accessLog: !config.log.access ? undefined : previous?.accessLog ?? createAccessLog(sink, parts.worker),
     trustedProxies: prev !== undefined && same(prev.headers.trustedProxies, config.headers.trustedProxies) ? previous!.trustedProxies : createIpMatcher(config.headers.trustedProxies),
     errorPages,
     limiter,

@@ -14,7 +14,7 @@ import { createLineSink, type LineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger, type Logger } from './log.ts'
 import { createMetrics } from './metrics.ts'
-import { buildLiveSettings, liveErrorPages, type LiveHolder } from './live-settings.ts'
+import { buildLiveSettings, liveErrorPages, type LiveHolder, type LiveParts } from './live-settings.ts'
 import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
 import { loadConfig } from './config.ts'
 import type { ListenAddress } from './config-schema.ts'
@@ -192,8 +192,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const sink = createLineSink(logFile ?? process.stdout)
   // What a SIGHUP may change, read per request through this one holder (live-settings.ts).
   // A worker's limiter asks the primary, where the one limiter of the proxy lives.
-  const makeLimiter = worker === undefined ? undefined : (profiles: ProxyConfig['rateProfiles']) => createRemoteRateLimiter(profiles, worker.primary)
-  const live: LiveHolder = { settings: buildLiveSettings(config, sink, undefined, makeLimiter).settings }
+  const liveParts: LiveParts = worker === undefined ? {} : { makeLimiter: (profiles) => createRemoteRateLimiter(profiles, worker.primary), worker: worker.slot }
+  const live: LiveHolder = { settings: buildLiveSettings(config, sink, undefined, liveParts).settings }
   const logger = createLogger({ level: () => live.settings.config.log.level, sink, base: worker === undefined ? { component: 'proxy' } : { component: 'proxy', worker: worker.slot } })
   const metrics = createMetrics()
   const errorPages = liveErrorPages(live)
@@ -667,7 +667,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       if (pool !== undefined) pool.resize(count)
       else if (count !== 1) logger.warn('config change needs a restart (vmfront proxy --takeover)', { key: 'server.workers', reason: 'this process serves alone; a takeover starts the workers' })
     },
-    ...(makeLimiter === undefined ? {} : { makeLimiter })
+    parts: liveParts
   })
 
   // The TOML first (a new rate profile must exist before routes name it); a bad TOML

@@ -37,7 +37,7 @@ t.test('N workers serve one port, each of them; kill -9 of one is replaced and t
     if (req.url === '/slow') { setTimeout(() => { res.end('slow') }, 300); return }
     res.end('ok')
   })
-  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'app.test', target: vm.origin }]), toml: '[server]\nworkers = 2\n[log]\naccess = false' })
+  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'app.test', target: vm.origin }]), toml: '[server]\nworkers = 2' })
   const pidFile = (await import('node:fs')).readFileSync(proxy.pidFile, 'utf8')
   t.equal(pidFile, String(proxy.child.pid), 'one PID file: the primary')
 
@@ -47,6 +47,8 @@ t.test('N workers serve one port, each of them; kill -9 of one is replaced and t
   for (const w of before) t.ok((w.requests ?? 0) > 0, `worker ${w.role} (pid ${w.pid}) served some of the 120 requests (${String(w.requests)})`)
   t.equal(before.reduce((n, w) => n + (w.requests ?? 0), 0), 120, 'the per-worker counts add up')
   t.equal(metricValue(await proxy.metrics(), 'vmfront_http_requests_total{domain="app.test",code="200",method="GET"}'), 120, '/metrics sums the workers')
+  await pollUntil(() => proxy.logs.filter((l) => l.msg === 'access').length >= 120, 5000, 'the access lines')
+  t.same([...new Set(proxy.logs.filter((l) => l.msg === 'access').map((l) => l.worker))].sort(), [0, 1], 'one log stream: access lines name the worker that served')
 
   // Steady keep-alive load while one worker is killed.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
