@@ -253,7 +253,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
 
   // TCP port forwards (SPEC §11): the port file plus the route file's `ports`.
   // A worker leaves them to its primary: one listener per forward port.
-  const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs })
+  const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs, inherited: (key) => options.takeover?.handles.get(key) })
   const portReloader = createPortReloader({ file: config.portsFile, forwarder: tcp, logger: logger.child({ component: 'tcp' }) })
 
   const certs = createCertManagerOrFail({
@@ -487,7 +487,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // Serving on the sockets now (and the PID file is ours): the old process may drain.
     await options.takeover.drain()
     logger.info('took over: the previous process drains and exits', { previous_pid: options.takeover.pid })
-    for (const [name, handle] of options.takeover.handles) if (![...poolHandles.values(), ...listeners.map(serverHandle), serverHandle({ server: admin })].includes(handle)) { logger.debug('inherited socket not used (its address changed)', { listener: name }); handle.close() }
+    const used = new Set([...poolHandles.values(), ...listeners.map(serverHandle), serverHandle({ server: admin }), ...tcp.handles().values()])
+    for (const [name, handle] of options.takeover.handles) if (!used.has(handle)) { logger.debug('inherited socket not used (its address changed)', { listener: name }); handle.close() }
   }
   // A later `--takeover` asks here for the sockets this process serves.
   let takeoverServer: TakeoverServer | undefined
@@ -498,6 +499,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
         for (const l of listeners) { const h = serverHandle(l); if (h !== undefined) out.set(l.name, h) }
         const a = serverHandle({ server: admin })
         if (a !== undefined) out.set('admin', a)
+        for (const [key, h] of tcp.handles()) out.set(key, h)
         return out
       },
       drain: (newPid) => { shutdown(`${TAKEOVER_REASON} ${newPid}`) },

@@ -18,6 +18,7 @@ import { createIpMatcher, normalizeIp, type IpMatcher } from './ip-match.ts'
 import { createLogThrottle } from './log-throttle.ts'
 import { addressKey, mergePortSpecs, parsePortFileText, ruleKey, type TcpForwardRule, type TcpPortSpec } from './port-table.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
+import type { ListenHandle } from './listen-handle.ts'
 
 export interface TcpForwarderOptions {
   logger: Logger
@@ -25,6 +26,8 @@ export interface TcpForwarderOptions {
   connectTimeoutMs: number
   /** 0 = never. */
   idleTimeoutMs: number
+  /** A listening socket a takeover inherited for `tcp:ADDRESS` (SPEC §12), if any. */
+  inherited?: (key: string) => ListenHandle | undefined
 }
 
 /** One listen address as /status shows it. */
@@ -49,6 +52,8 @@ export interface TcpForwarder {
   /** Ends every connection now. */
   destroyAll (): void
   status (): TcpPortStatus[]
+  /** The listening sockets by `tcp:ADDRESS`, for a takeover (SPEC §12). */
+  handles (): Map<string, ListenHandle>
 }
 
 interface CompiledRule {
@@ -267,7 +272,9 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
         resolve(l)
       }
       server.once('error', failed)
-      server.listen({ host: spec.listen.host === '' ? undefined : spec.listen.host, port: spec.listen.port }, () => {
+      // A takeover inherits the previous process's socket for this address: its queue goes on.
+      const inherited = options.inherited?.(`tcp:${addressKey(spec.listen)}`)
+      const onListening = (): void => {
         server.off('error', failed)
         l.listening = true
         // An accept error (EMFILE...) is reported and the listener goes on:
@@ -277,7 +284,9 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
           if (suppressed >= 0) logger.error('tcp forward port: accepting a connection failed', { listen: addressKey(spec.listen), reason: err.code ?? err.message, suppressed })
         })
         resolve(l)
-      })
+      }
+      if (inherited !== undefined) server.listen(inherited, onListening)
+      else server.listen({ host: spec.listen.host === '' ? undefined : spec.listen.host, port: spec.listen.port }, onListening)
     })
   }
 
@@ -331,6 +340,14 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
     },
     destroyAll () {
       for (const l of listeners.values()) for (const c of l.connections) c.destroy()
+    },
+    handles () {
+      const out = new Map<string, ListenHandle>()
+      for (const [key, l] of listeners) {
+        const handle = (l.server as unknown as { _handle?: ListenHandle | null })._handle
+        if (l.listening && handle != null) out.set(`tcp:${key}`, handle)
+      }
+      return out
     },
     status () {
       return [...listeners.entries()].map(([key, l]) => ({

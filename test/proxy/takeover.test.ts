@@ -93,3 +93,23 @@ for (const workers of [1, 2]) {
     t.equal(await fresh.stop(), 0)
   })
 }
+
+t.test('--takeover hands over TCP forward ports too: a kept connection finishes on the old process, new ones reach the new', async (t) => {
+  const { startEcho, startTcpProxy, mulchPort, connectFrom, echoOnce, freePort } = await import('../helpers/tcp-forward.ts')
+  const echo = await startEcho(t)
+  const listenPort = await freePort()
+  const old = await startTcpProxy(t, mulchPort(listenPort, { '*': [echo.port] }), { toml: '[server]\nworkers = 2' })
+  const kept = await connectFrom(listenPort)
+  t.equal(await echoOnce(kept, 'before'), 'before', 'a forwarded connection through the old process')
+  const child = spawn(NODE, [CLI, 'proxy', '--takeover', '--config', join(old.dir, 'proxy.toml')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const fresh = followProcess(t, child, 'new proxy')
+  await fresh.waitForLog((l) => l.msg === 'took over: the previous process drains and exits', 30_000)
+  t.notOk(fresh.logs.some((l) => l.msg === 'tcp forward port cannot be bound: the other ports still apply'), 'the new process did not have to bind the port')
+  const next = await connectFrom(listenPort)
+  t.equal(await echoOnce(next, 'after'), 'after', 'a new connection is forwarded by the new process')
+  t.equal(await echoOnce(kept, 'still'), 'still', 'the kept connection still works while the old process drains')
+  kept.end()
+  next.end()
+  t.equal(await old.exited, 0, 'the old process exits once its connection ended')
+  t.equal(await fresh.stop(), 0)
+})
