@@ -532,7 +532,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // stop accepting, a new client is refused (or, after a takeover, served by the new process).
     for (const handle of poolHandles.values()) handle.close()
     // Workers drain their own requests (each within timeouts.drain) and exit.
-    await pool?.stop(reason)
+    await pool?.stop(reason, drainMs + 5000)
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + drainMs
     await new Promise<void>((resolve) => {

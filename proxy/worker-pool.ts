@@ -22,6 +22,7 @@ const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url))
 /** A worker that exits sooner than this after its start counts as crash-looping. */
 const EARLY_EXIT_MS = 1000
 const MAX_RESTART_DELAY_MS = 5000
+const START_TIMEOUT_MS = 60_000
 
 export interface WorkerSlot {
   readonly slot: number
@@ -52,8 +53,11 @@ export interface WorkerPool {
   broadcast (op: string, body?: unknown): void
   /** Asks every ready worker; a worker that does not answer in time is left out. */
   gather<T>(op: string, body?: unknown, timeoutMs?: number): Promise<Array<{ slot: number, pid: number, value: T }>>
-  /** Drains every worker (SIGTERM semantics) and resolves once all have exited. */
-  stop (reason: string): Promise<void>
+  /**
+   * Drains every worker (SIGTERM semantics) and resolves once all have exited; one
+   * still running `killAfterMs` later (a drain of `timeouts.drain` plus a margin) is killed.
+   */
+  stop (reason: string, killAfterMs?: number): Promise<void>
   readonly handles: ReadonlyMap<string, unknown>
   /**
    * `[server] workers` changed on SIGHUP: starts the missing slots, or drains the
@@ -80,12 +84,17 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
     const { detach } = options.attach(peer, slot)
     let settle!: { resolve: () => void, reject: (e: Error) => void }
     const ready = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+    // A worker that neither serves nor fails (a hung start) must not hold the primary's start forever.
+    const startTimer = setTimeout(() => { settle.reject(new Error(`worker ${slot} did not start within ${START_TIMEOUT_MS / 1000} s`)); child.kill('SIGKILL') }, START_TIMEOUT_MS)
+    startTimer.unref()
     peer.handle('ready', () => {
+      clearTimeout(startTimer)
       entry.ready = true
       settle.resolve()
     })
     peer.handle('fatal', (body) => { settle.reject(new Error(String(body))) })
     child.once('exit', (code, signal) => {
+      clearTimeout(startTimer)
       detach()
       peer.close()
       entry.ready = false
@@ -145,14 +154,19 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
       }))
       return answers.filter((a): a is { slot: number, pid: number, value: T } => a !== undefined)
     },
-    async stop (reason) {
+    async stop (reason, killAfterMs = 60_000) {
       stopping = true
       await Promise.all(slots.filter((s) => s !== undefined).map(async (s) => {
         if (s.child.exitCode !== null || s.child.signalCode !== null) return
         const exited = new Promise<void>((resolve) => { s.child.once('exit', () => { resolve() }) })
         if (s.child.connected) s.peer.notify('shutdown', reason)
         else s.child.kill('SIGTERM')
+        const timer = setTimeout(() => {
+          log.error('worker still running after the drain: killing it', { worker: s.slot, pid: s.pid })
+          s.child.kill('SIGKILL')
+        }, killAfterMs)
         await exited
+        clearTimeout(timer)
       }))
     }
   }

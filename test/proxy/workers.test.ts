@@ -182,3 +182,14 @@ t.test('[server] workers changes on SIGHUP: more workers start, fewer drain', as
   t.equal(metricValue(await proxy.metrics(), 'vmfront_worker_restarts_total'), 0, 'workers drained on purpose are not restarts')
   t.equal(await proxy.stop(), 0)
 })
+
+t.test('a primary killed with -9 leaves no worker behind', async (t) => {
+  const vm = await startBackend(t)
+  const proxy = await startProxyProcess(t, { routes: routesDoc([{ domain: 'app.test', target: vm.origin }]), toml: '[server]\nworkers = 2\n[log]\naccess = false' })
+  const pids = (await workersOf(proxy)).map((w) => w.pid)
+  t.equal(pids.length, 2)
+  process.kill(proxy.child.pid!, 'SIGKILL')
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  await pollUntil(() => pids.every((pid) => !alive(pid)), 10_000, 'the workers gone')
+  t.pass('both workers exited once their primary was gone (they would serve a socket nobody supervises)')
+})
