@@ -4,16 +4,17 @@
  * wires the signals (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump). The only
  * module with process-wide side effects.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { rmSync } from 'node:fs'
 import type http from 'node:http'
 import { Server as NetServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import type { ProxyConfig } from './config.ts'
 import { createLineSink, type LineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
-import { createLogger, type Logger } from './log.ts'
+import { createLogger } from './log.ts'
 import { createMetrics } from './metrics.ts'
+import { prepareDataDir, removePidFile, writePidFile } from './process-files.ts'
+import { answerPrimary, inheritedHandle, serverHandle, summedRegistry } from './worker-wiring.ts'
 import { buildLiveSettings, liveErrorPages, type LiveHolder, type LiveParts } from './live-settings.ts'
 import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
 import { loadConfig } from './config.ts'
@@ -22,11 +23,11 @@ import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type Ha
 import { createRouteReloader } from './reload.ts'
 import { Router } from './router.ts'
 import { createListener, listenOn, type ManagedListener } from './server.ts'
-import { writeDump } from './dump.ts'
+import { buildDump, writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
 import { ProxyError } from './errors.ts'
 import type { ChainRuntime } from './chain/index.ts'
-import { CertError, createCertManager, describeError } from '../certs/index.ts'
+import { CertError, createCertManager, describeError, issuerKeyFromUrl, resolveDirectoryUrl } from '../certs/index.ts'
 import { createMulchCertExport, type MulchCertExport } from './mulch-cert-export.ts'
 import { hostnameProblem } from './route-table.ts'
 import { createUpstreamErrorLog } from './upstream-errors.ts'
@@ -34,9 +35,6 @@ import { buildInfo } from './build-info.ts'
 import type { ExtraCertsFailure, ReloadFailure, StatusPageInput, WorkerInfo } from './status-page.ts'
 import type { ReloadStatus } from './reload.ts'
 import { createPortReloader, createTcpForwarder } from './tcp-forward.ts'
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
-import { issuerKeyFromUrl, resolveDirectoryUrl } from '../certs/index.ts'
-import { buildDump } from './dump.ts'
 import type { IpcPeer } from './worker-ipc.ts'
 import { createRemoteRateLimiter, serveRateLimits } from './shared-rate-limit.ts'
 import { createBroadcastChallengeStore, createRemoteIssuer, createSharedChallengeStore, followPrimaryCertificates, serveCertificates } from './shared-certs.ts'
@@ -53,57 +51,6 @@ export interface RunningProxy {
   shutdown (reason: string): void
 }
 
-function writePidFile (file: string, logger: Logger): void {
-  try {
-    const previous = Number(readFileSync(file, 'utf8').trim())
-    if (Number.isInteger(previous) && previous > 0 && previous !== process.pid) {
-      try {
-        process.kill(previous, 0)
-        logger.warn('pid file names a live process: replacing it', { file, pid: previous })
-      } catch { /* stale: nothing runs under that pid */ }
-    }
-  } catch { /* no previous file */ }
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
-  // rename keeps a reader (the daemon) from ever seeing an empty pid file; no
-  // trailing newline, because mulchd parses it with strconv.Atoi (SPEC §10).
-  writeFileSync(`${file}.tmp`, String(process.pid), { mode: 0o644 })
-  renameSync(`${file}.tmp`, file)
-}
-
-/**
- * Creates a missing data_dir 0700. An existing one keeps its mode (it may be
- * mulchd's data_path, SPEC §10); one writable by group or others is only warned about.
- */
-function prepareDataDir (dir: string, logger: Logger): void {
-  let mode: number | undefined
-  try { mode = statSync(dir).mode } catch { /* missing: created below */ }
-  if (mode === undefined) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 })
-    return
-  }
-  if ((mode & 0o022) !== 0) logger.warn('data_dir is writable by group or others: certificates and keys live there', { data_dir: dir, mode: (mode & 0o777).toString(8).padStart(4, '0') })
-}
-
-function removePidFile (file: string): void {
-  try {
-    if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file)
-  } catch { /* already gone */ }
-}
-
-/**
- * The socket a takeover inherited for `name`, when it is where the config says
- * to listen (a port 0 takes whatever port it has); undefined: bind anew.
- */
-function inheritedHandle (takeover: TakenOver | undefined, name: string, address: ListenAddress | undefined): ListenHandle | undefined {
-  const handle = takeover?.handles.get(name)
-  if (handle === undefined || address === undefined) return undefined
-  const out: { address?: string, port?: number } = {}
-  handle.getsockname(out)
-  const samePort = address.port === 0 || address.port === out.port
-  const sameHost = address.host === out.address || (address.anyHost === true && (out.address === '::' || out.address === '0.0.0.0'))
-  return samePort && sameHost ? handle : undefined
-}
-
 /** A sink for what a worker leaves to its primary to say. */
 const DISCARD: LineSink = { write () {}, flush () {} }
 
@@ -111,41 +58,6 @@ const DISCARD: LineSink = { write () {}, flush () {} }
 const TAKEOVER_REASON = 'takeover by pid'
 /** How long a drain after a takeover leaves idle keep-alive connections open. */
 const IDLE_GRACE_MS = 1000
-
-/** The listening socket under a server (what a takeover hands over). */
-function serverHandle (holder: { server?: { _handle?: unknown } | unknown }): ListenHandle | undefined {
-  const h = (holder.server as { _handle?: ListenHandle | null } | undefined)?._handle
-  return h === null ? undefined : h
-}
-
-/** `/metrics` of a primary: its own series and its workers', summed (SPEC §12). */
-function summedRegistry (metrics: ReturnType<typeof createMetrics>, pool: WorkerPool): Pick<ReturnType<typeof createMetrics>['registry'], 'metrics' | 'contentType'> {
-  return {
-    contentType: metrics.registry.contentType,
-    async metrics () {
-      const parts: Array<Array<MetricObjectWithValues<MetricValue<string>>>> = [await metrics.registry.getMetricsAsJSON()]
-      for (const w of await pool.gather<Array<MetricObjectWithValues<MetricValue<string>>>>('metrics', undefined, 5000)) parts.push(w.value)
-      return await AggregatorRegistry.aggregate(parts).metrics()
-    }
-  }
-}
-
-/** A worker's answers to its primary. */
-function answerPrimary (primary: IpcPeer, parts: {
-  reload: () => Promise<unknown>
-  shutdown: (reason: string) => void
-  reopenLog: () => void
-  stats: () => Promise<unknown>
-  metrics: () => Promise<unknown>
-  dump: () => unknown
-}): void {
-  primary.handle('reload', async () => { await parts.reload() })
-  primary.handle('shutdown', (reason) => { parts.shutdown(typeof reason === 'string' ? reason : 'primary') })
-  primary.handle('reopen-log', () => { parts.reopenLog() })
-  primary.handle('stats', parts.stats)
-  primary.handle('metrics', parts.metrics)
-  primary.handle('dump', parts.dump)
-}
 
 function createCertManagerOrFail (options: Parameters<typeof createCertManager>[0]): ReturnType<typeof createCertManager> {
   try {
