@@ -201,35 +201,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const noteReload = (s: ReloadStatus): void => {
     if (s.result === 'failure') lastReloadFailure = { at: s.at ?? new Date().toISOString(), errorCount: s.errorCount, errors: s.errors.slice(0, 20) }
   }
-  const deps: HandlerDeps = {
-    routes: holder,
-    live,
-    metrics,
-    logger,
-    // Read at redirect time: the https listener is bound (and learns a port 0's real port) after the handlers exist.
-    httpsPort: () => ports.https,
-    active,
-    challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
-    mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
-    // A worker's go to its primary too, whose /status and page show the whole proxy's.
-    onUpstreamError: worker === undefined
-      ? (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
-      : (domain, outcome) => { worker.primary.notify('upstream-error', { domain, reason: outcome.failure, status: outcome.status, message: outcome.error?.message }) }
-  }
-  /** Creates and binds the http or https listener (at start, and when a SIGHUP moves it). */
-  const openListener = async (name: 'http' | 'https', address: ListenAddress, handle?: ListenHandle): Promise<{ listener: ManagedListener, port: number }> => {
-    const tls = name === 'https' ? { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) } : undefined
-    const listener = createListener(name, live.settings.listenerOptions, createRequestHandler(deps, name), createUpgradeHandler(deps, name), { metrics, errorPages, logger }, tls)
-    // A chain child's parent may come over h2 on https (an https:// child_url), or h2c on http.
-    chain?.attachListener?.(listener.server as http.Server)
-    try {
-      return { listener, port: handle === undefined ? await listener.listen(address) : await listener.listenHandle(handle) }
-    } catch (err) {
-      listener.stopAccepting()
-      throw err
-    }
-  }
-
   let exampleBackend: http.Server | undefined
   let mulchCerts: MulchCertExport | undefined
   let admin: http.Server | undefined
@@ -314,6 +285,25 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   // a worker, which has neither, is smaller by their code (SPEC §12's memory goals).
   const adminModule = worker === undefined ? await import('./admin.ts') : undefined
   const adminApp = adminModule?.createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
+  // What a failed start undoes, whichever phase failed; then the error, in words.
+  const failStart = async (err: unknown): Promise<never> => {
+    await pool?.stop('start-up failed')
+    for (const handle of poolHandles.values()) handle.close()
+    await certs.stop().catch(() => {})
+    for (const l of listeners) l.destroyAll()
+    for (const l of listeners) l.stopAccepting()
+    admin?.close()
+    exampleBackend?.close()
+    sink.flush()
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (err instanceof CertError && (err.code === 'CERTS_EXTRA_INVALID' || err.code === 'CERTS_EXTRA_UNREADABLE' || err.code === 'CERTS_CONFIG_INVALID')) {
+      throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
+    }
+    throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
+      ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
+      : `start-up failed: ${e.message}`, { cause: err })
+  }
+
   try {
     if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
     noteReload(await reloader.reload('start'))
@@ -323,13 +313,43 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
       tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
     })
-    if (chain !== undefined) {
-      deps.chainForward = chain.forward
-      deps.fromChainParent = chain.fromParent
-      deps.chainParentRedirects = chain.parentRedirects
-      deps.chainUpgrade = chain.upgrade
-      reloader.rebuild()
+    if (chain !== undefined) reloader.rebuild()
+  } catch (err) {
+    return await failStart(err)
+  }
+
+  const deps: HandlerDeps = {
+    routes: holder,
+    live,
+    metrics,
+    logger,
+    // Read at redirect time: the https listener is bound (and learns a port 0's real port) after the handlers exist.
+    httpsPort: () => ports.https,
+    active,
+    challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
+    mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
+    // A worker's go to its primary too, whose /status and page show the whole proxy's.
+    onUpstreamError: worker === undefined
+      ? (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
+      : (domain, outcome) => { worker.primary.notify('upstream-error', { domain, reason: outcome.failure, status: outcome.status, message: outcome.error?.message }) },
+    // The chain has started by now: the handler's parts are complete from the start.
+    ...(chain === undefined ? {} : { chainForward: chain.forward, fromChainParent: chain.fromParent, chainParentRedirects: chain.parentRedirects, chainUpgrade: chain.upgrade })
+  }
+  /** Creates and binds the http or https listener (at start, and when a SIGHUP moves it). */
+  const openListener = async (name: 'http' | 'https', address: ListenAddress, handle?: ListenHandle): Promise<{ listener: ManagedListener, port: number }> => {
+    const tls = name === 'https' ? { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) } : undefined
+    const listener = createListener(name, live.settings.listenerOptions, createRequestHandler(deps, name), createUpgradeHandler(deps, name), { metrics, errorPages, logger }, tls)
+    // A chain child's parent may come over h2 on https (an https:// child_url), or h2c on http.
+    chain?.attachListener?.(listener.server as http.Server)
+    try {
+      return { listener, port: handle === undefined ? await listener.listen(address) : await listener.listenHandle(handle) }
+    } catch (err) {
+      listener.stopAccepting()
+      throw err
     }
+  }
+
+  try {
     await certs.start()
     // mulchd's HTTPS API reads its certificate from data_dir/certs/<listen_https_domain>.
     if (worker === undefined) {
@@ -358,22 +378,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       ports.admin = handle === undefined ? await listenOn(admin, config.listen.admin, logger, 'admin') : await listenOnHandle(admin, handle)
     }
   } catch (err) {
-    await pool?.stop('start-up failed')
-    for (const handle of poolHandles.values()) handle.close()
-    await certs.stop().catch(() => {})
-    for (const l of listeners) l.destroyAll()
-    for (const l of listeners) l.stopAccepting()
-    admin?.close()
-    exampleBackend?.close()
-    sink.flush()
-    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
-    if (err instanceof CertError && (err.code === 'CERTS_EXTRA_INVALID' || err.code === 'CERTS_EXTRA_UNREADABLE' || err.code === 'CERTS_CONFIG_INVALID')) {
-      throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
-    }
-    throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
-      ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
-      : `start-up failed: ${e.message}`, { cause: err })
+    return await failStart(err)
   }
+
 
   // After the routes and listeners: a port that cannot be bound is logged, not fatal.
   if (worker === undefined) await portReloader.reload(reloader.table().ports)
