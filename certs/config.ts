@@ -82,6 +82,12 @@ export interface CertManagerOptions {
    * A proxy with several workers shares the tokens its primary's orders set with them.
    */
   challenges?: ChallengeStore
+  /**
+   * The self-signed fallback's PEMs (default: a new one, made at construction: an
+   * RSA key and a signature, ~0.1-0.2 s). A proxy's workers take their primary's,
+   * so every worker presents the same fallback and none spends that time at start.
+   */
+  fallback?: { readonly key: string, readonly cert: string }
 }
 
 /** Validated options with defaults applied. */

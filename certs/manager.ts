@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { randomInt } from 'node:crypto'
 import { createAcmeIssuer } from './acme-issuer.ts'
 import { createAcmeSetup } from './acme-setup.ts'
-import { type CachedCert, createCertCache } from './cache.ts'
+import { type CachedCert, createCachedCert, createCertCache } from './cache.ts'
 import { type CertManagerOptions, resolveCertOptions } from './config.ts'
 import { diffServed, type ManagerContext, stateOf } from './domain-state.ts'
 import { CertError, describeError } from './errors.ts'
@@ -73,7 +73,8 @@ export function createCertManager (options: CertManagerOptions): CertManager {
       httpTimeoutMs: opts.acmeHttpTimeoutMs
     })
   const cache = createCertCache()
-  const fallback = createSelfSignedFallback()
+  // Given (a proxy's workers share their primary's, SPEC §12), or made here once.
+  const fallback = options.fallback === undefined ? createSelfSignedFallback() : createCachedCert('self-signed', options.fallback.cert, options.fallback.key)
   const events = new EventEmitter()
   let started = false
   let stopped = false

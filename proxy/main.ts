@@ -134,6 +134,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       attach: (peer) => {
         const held = serveRateLimits(limiter, peer)
         serveCertificates(certs, peer)
+        peer.handle('certs.fallback', () => certs.defaultSecureContextOptions())
         challenges?.replay(peer)
         peer.handle('upstream-error', (body) => {
           const e = body as { domain: string, reason?: string, status: number, message?: string }
@@ -168,7 +169,10 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const tcp = createTcpForwarder({ logger: logger.child({ component: 'tcp' }), metrics, connectTimeoutMs: config.timeouts.connectMs, idleTimeoutMs: config.timeouts.tcpIdleMs, inherited: (key) => options.takeover?.handles.get(key) })
   const portReloader = createPortReloader({ file: config.portsFile, forwarder: tcp, logger: logger.child({ component: 'tcp' }) })
 
+  // A worker presents its primary's self-signed fallback (and starts sooner without making one).
+  const fallback = worker === undefined ? undefined : await worker.primary.request<{ key: string, cert: string }>('certs.fallback', undefined, 10_000)
   const certs = createCertManagerOrFail({
+    ...(fallback === undefined ? {} : { fallback }),
     storageDir: config.dataDir,
     acme: { enabled: config.acme.enabled, directoryUrl: config.acme.directoryUrl, email: config.acme.email, caFile: config.acme.caFile === '' ? undefined : config.acme.caFile, profile: config.acme.profile },
     extraCertsFile: config.tls.extraCertsFile === '' ? undefined : config.tls.extraCertsFile,
