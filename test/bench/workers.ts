@@ -23,7 +23,7 @@ import { median } from './report.ts'
 const REPO = resolve(import.meta.dirname, '../..')
 const TICKS = 100
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' }, workers: { type: 'string', default: '1,2,4' }, connections: { type: 'string', default: '64' }, out: { type: 'string', default: join(REPO, 'test/bench/results/workers-latest.md') } } })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' }, workers: { type: 'string', default: '1,2,4' }, connections: { type: 'string', default: '64' }, 'no-limits': { type: 'boolean', default: false }, out: { type: 'string', default: join(REPO, 'test/bench/results/workers-latest.md') } } })
 const rounds = Number(values.rounds)
 const duration = Number(values.duration)
 const counts = values.workers.split(',').map(Number)
@@ -48,7 +48,9 @@ interface Sample { workers: number, rps: number, p99: number, errors: number, pe
 async function measure (root: string, node: string, backendPort: number, workers: number): Promise<Sample> {
   const dir = mkdtempSync(join(root, `w${workers}-`))
   const ports = { http: await freePort(), admin: await freePort() }
-  writeFileSync(join(dir, 'vmfront.toml'), vmfrontToml(dir, ports) + `\n[server]\nworkers = ${workers}\n`)
+  // --no-limits: without the rate profile, to see what the shared limiter's round trips cost.
+  const toml = values['no-limits'] === true ? vmfrontToml(dir, ports).replace(/\[\[rate_profile\]\][^[]*/, '') : vmfrontToml(dir, ports)
+  writeFileSync(join(dir, 'vmfront.toml'), toml + `\n[server]\nworkers = ${workers}\n`)
   writeFileSync(join(dir, 'routes.json'), routesJson(backendPort))
   const proc = startProcess({ cmd: node, args: [join(REPO, 'proxy/cli.ts'), 'proxy', '--config', join(dir, 'vmfront.toml')], cwd: REPO, core: 1, logFile: join(dir, 'vmfront.log') })
   try {
@@ -120,9 +122,9 @@ const rows = counts.map((n) => {
 })
 const text = `# vmfront workers (${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, ${cpus()[0]?.model ?? ''})
 
-Command: \`npm run bench:workers -- --rounds ${rounds} --duration ${duration}\`. The whole proxy (primary and
+Command: \`npm run bench:workers -- --rounds ${rounds} --duration ${duration}${values['no-limits'] === true ? ' --no-limits' : ''}\`. The whole proxy (primary and
 workers) pinned to core 1, wrk -t1 -c${connections} on core 0, nginx backend, 3 B answers, the access log on
-and a rate profile active but never reached (as in \`npm run bench\`). Medians of ${rounds} interleaved rounds;
+and ${values['no-limits'] === true ? 'no rate profile' : 'a rate profile active but never reached (as in \`npm run bench\`)'}. Medians of ${rounds} interleaved rounds;
 ratios per round. Memory in MiB per worker (the largest worker; with 1, the one process), RSS / PSS.
 Base for the ratio: ${Math.round(base)} req/CPU-s with ${counts[0]} worker(s).
 
