@@ -98,6 +98,11 @@ export interface TcpSummary {
   pass: boolean
   /** The highest peak RSS of vmfront over the measured transfers, MiB. */
   proxyPeakRssMiB?: number
+  /**
+   * vmfront's CPU time per GiB forwarded (median): its cost per byte, which other
+   * processes on the machine do not change the way they change MiB/s.
+   */
+  proxyCpuSecondsPerGiB?: number
   /** Median CPU share of one core per process, through vmfront and direct. */
   cpuThrough: Transfer['cpu']
   cpuDirect: Transfer['cpu']
@@ -120,6 +125,7 @@ export function summarizeTcp (tcp: TcpOutcome): TcpSummary | undefined {
   const throughMiBs = median(tcp.through.map((t) => t.mibPerSec))
   const directMiBs = median(tcp.direct.map((t) => t.mibPerSec))
   const peaks = tcp.through.flatMap((t) => t.proxyPeakRssMiB === undefined ? [] : [t.proxyPeakRssMiB])
+  const perGiB = tcp.through.flatMap((t) => t.cpu.proxy === undefined ? [] : [t.cpu.proxy * t.seconds / (tcp.mib / 1024)])
   return {
     throughMiBs,
     directMiBs,
@@ -127,6 +133,7 @@ export function summarizeTcp (tcp: TcpOutcome): TcpSummary | undefined {
     perRound: tcp.through.length === tcp.direct.length ? tcp.through.map((t, i) => t.mibPerSec / tcp.direct[i].mibPerSec) : [],
     pass: throughMiBs / directMiBs >= TCP_GOAL,
     ...(peaks.length === 0 ? {} : { proxyPeakRssMiB: Math.max(...peaks) }),
+    ...(perGiB.length === 0 ? {} : { proxyCpuSecondsPerGiB: median(perGiB) }),
     cpuThrough: medianCpu(tcp.through),
     cpuDirect: medianCpu(tcp.direct)
   }
@@ -150,9 +157,9 @@ function tcpLines (tcp: TcpOutcome): string[] {
   const rss = s.proxyPeakRssMiB === undefined ? '-' : `${int(s.proxyPeakRssMiB)} MiB`
   lines.push(
     '',
-    '| transfer | through vmfront MiB/s (median) | direct MiB/s (median) | ratio | vmfront peak RSS | through per round | direct per round |',
-    '| --- | ---: | ---: | ---: | ---: | --- | --- |',
-    `| ${tcp.mib} MiB | ${int(s.throughMiBs)} | ${int(s.directMiBs)} | ${s.ratio.toFixed(2)}x | ${rss} | ${rounds(tcp.through)} | ${rounds(tcp.direct)} |`,
+    '| transfer | through vmfront MiB/s (median) | direct MiB/s (median) | ratio | vmfront peak RSS | vmfront CPU s/GiB | through per round | direct per round |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    `| ${tcp.mib} MiB | ${int(s.throughMiBs)} | ${int(s.directMiBs)} | ${s.ratio.toFixed(2)}x | ${rss} | ${s.proxyCpuSecondsPerGiB?.toFixed(2) ?? '-'} | ${rounds(tcp.through)} | ${rounds(tcp.direct)} |`,
     '',
     `- through vmfront / direct: **${s.ratio.toFixed(2)}** (goal ≥ ${TCP_GOAL.toFixed(2)}, issue 11) — ${s.pass ? 'pass' : 'FAIL'}` +
       (s.perRound.length > 1 ? `; per round ${s.perRound.map((v) => v.toFixed(2)).join(' / ')}` : ''),

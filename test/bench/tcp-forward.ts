@@ -9,9 +9,9 @@
  * core and the ratio says whether vmfront keeps up with it. The CPU each process
  * used (/proc/PID/stat) is reported, so a reader sees which one was the limit.
  */
-import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { cpuSeconds, peakRss, resetPeakRss } from '../helpers/proc-stat.ts'
 import { canPin, freePort, startProcess, tail } from './proc.ts'
 import type { Proc } from './proc.ts'
 
@@ -45,28 +45,6 @@ export interface TcpOutcome {
   pinned: boolean
   direct: Transfer[]
   through: Transfer[]
-}
-
-const TICKS_PER_SECOND = (() => {
-  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
-})()
-
-/** utime + stime of a process in seconds (/proc/PID/stat fields 14 and 15). */
-function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // The command name (field 2) may hold spaces: count fields after its closing ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
-}
-
-function statusKiB (pid: number, key: string): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key + ':'))
-  return line === undefined ? 0 : Number(/(\d+)/.exec(line)?.[1] ?? 0)
-}
-
-/** Resets the peak RSS (VmHWM) of a process we own, so the next read is this transfer's. */
-function resetPeakRss (pid: number): void {
-  writeFileSync(`/proc/${pid}/clear_refs`, '5')
 }
 
 /** Waits (bounded) until `file` holds `text`; fails at once if `proc` exits. */
@@ -110,7 +88,7 @@ async function transfer (opts: TcpBenchOptions, dir: string, label: string, port
       sink: share(cpuSeconds(sinkPid) - sink0),
       ...(proxyPid === undefined ? {} : { proxy: share(cpuSeconds(proxyPid) - proxy0) })
     },
-    ...(proxyPid === undefined ? {} : { proxyPeakRssMiB: statusKiB(proxyPid, 'VmHWM') / 1024 })
+    ...(proxyPid === undefined ? {} : { proxyPeakRssMiB: peakRss(proxyPid) / 1048576 })
   }
 }
 
