@@ -169,6 +169,7 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
     if (suppressed >= 0) logger.warn(msg, { listen, target, reason, suppressed })
   }
   let accepting = true
+  const readBudget = createReadBudget(MAX_LARGE_READS)
   let applying: Promise<unknown> = Promise.resolve()
 
   metrics.tcpPorts = () => {
@@ -193,8 +194,8 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
       return
     }
     const { rule } = found
-    const inward = createRelay(metrics.tcpBytes.labels(l.port, 'in'), metrics.tcpBytesFlushers)
-    const outward = createRelay(metrics.tcpBytes.labels(l.port, 'out'), metrics.tcpBytesFlushers)
+    const inward = createRelay(metrics.tcpBytes.labels(l.port, 'in'), metrics.tcpBytesFlushers, readBudget)
+    const outward = createRelay(metrics.tcpBytes.labels(l.port, 'out'), metrics.tcpBytesFlushers, readBudget)
     const upstream = net.connect({ host: rule.target.host, port: rule.target.port, allowHalfOpen: true, onread: outward.onread })
     // Neither side is read before 'connect' has started both relays.
     upstream.pause()
@@ -423,6 +424,31 @@ export function createPortReloader (options: PortReloaderOptions): { reload (rou
 const SMALL_READ = 4 * 1024
 /** What a busy direction reads into: fewer, larger reads and writes for bulk data. */
 const LARGE_READ = 256 * 1024
+/**
+ * Large buffers held at once by one forwarder's connections (16 MiB). A connection
+ * keeps the buffer its next read goes to even while quiet, so without a bound many
+ * connections that each sent one full small buffer would hold 256 KiB apiece; past
+ * the bound a direction reads 4 KiB at a time (slower, as correct).
+ */
+const MAX_LARGE_READS = 64
+
+/** Counts the large read buffers held across one forwarder's connections. */
+interface ReadBudget {
+  take (): boolean
+  give (): void
+}
+
+function createReadBudget (max: number): ReadBudget {
+  let held = 0
+  return {
+    take () {
+      if (held >= max) return false
+      held++
+      return true
+    },
+    give () { held-- }
+  }
+}
 
 type OnRead = { buffer: () => Buffer, callback: (nread: number, buf: Buffer) => boolean }
 
@@ -443,16 +469,18 @@ interface Relay {
  * per read: those allocations grow V8's external memory by the size of the data, and
  * every 64 MiB of it forces a full garbage collection of the whole proxy heap (half of
  * vmfront's CPU in a 1 GiB transfer went to it). A direction reads into a 4 KiB buffer
- * while quiet and a 256 KiB one while a read fills the buffer it had; the large one
- * is dropped at the first short read (a write still holding it keeps it alive).
+ * while quiet and a 256 KiB one (from `budget`) once a read fills the small one; the
+ * large one is dropped at the first read that the small one would have held (a write
+ * still holding it keeps it alive until done).
  * Reusing a buffer is safe because nothing is read while a write of it is unfinished.
  *
  * Bytes are added to `counter` when a scrape asks (`flushers`) and at the end, not per
  * read: a read costs one addition here, not a metric update.
  */
-function createRelay (counter: { inc (n: number): void }, flushers: Set<() => void>): Relay {
+function createRelay (counter: { inc (n: number): void }, flushers: Set<() => void>, budget: ReadBudget): Relay {
   const small = Buffer.allocUnsafe(SMALL_READ)
   let next = small
+  let holdsLarge = false
   let from: Socket | undefined
   let to: Socket | undefined
   let waiting = false
@@ -480,8 +508,14 @@ function createRelay (counter: { inc (n: number): void }, flushers: Set<() => vo
     onread: {
       buffer: () => next,
       callback (nread, buf) {
-        if (nread === buf.length && buf.length < LARGE_READ) next = Buffer.allocUnsafe(LARGE_READ)
-        else if (nread <= SMALL_READ) next = small
+        if (!holdsLarge && nread === buf.length && budget.take()) {
+          holdsLarge = true
+          next = Buffer.allocUnsafe(LARGE_READ)
+        } else if (holdsLarge && nread <= SMALL_READ) {
+          holdsLarge = false
+          budget.give()
+          next = small
+        }
         return deliver(buf.subarray(0, nread))
       }
     },
@@ -498,6 +532,8 @@ function createRelay (counter: { inc (n: number): void }, flushers: Set<() => vo
       f.once('close', () => {
         flush()
         flushers.delete(flush)
+        if (holdsLarge) budget.give()
+        holdsLarge = false
       })
       f.resume()
     }

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { connectFrom, echoOnce, freePort, mulchPort, readToEnd, startTcpProxy, startTcpServer } from '../helpers/tcp-forward.ts'
 import { peakRss, resetPeakRss, rss } from '../helpers/proc-stat.ts'
+import { pollUntil } from '../helpers/pebble.ts'
 
 const MiB = 1024 * 1024
 /** One bulk transfer: past V8's 64 MiB external-memory step, where a buffer per read showed. */
@@ -164,4 +165,28 @@ t.test('small exchanges after a bulk burst still go through one by one', async (
   for (const line of ['a', 'bc', 'ping 3\n', 'x'.repeat(5000)]) {
     t.equal(await echoOnce(s, line), line, `then ${line.length} byte(s) echo alone`)
   }
+})
+
+t.test('many connections that each sent one burst and went quiet hold a bounded amount of memory', async (t) => {
+  let received = 0
+  const vm = await startTcpServer(t, (s) => { s.on('data', (c: Buffer) => { received += c.length }) })
+  const { listen, pid } = await proxyTo(t, vm.port)
+  const clients: Socket[] = []
+  t.teardown(() => { for (const c of clients) c.destroy() })
+  const base = rss(pid)
+  const next = pattern()
+  const CONNECTIONS = 500
+  // Exactly one small read buffer (its size is what earns a large one), then a
+  // burst that fills the large one with bytes, then silence.
+  for (let i = 0; i < CONNECTIONS; i += 30) {
+    const batch = await Promise.all(Array.from({ length: Math.min(30, CONNECTIONS - i) }, async () => await connectFrom(listen)))
+    clients.push(...batch)
+    let expected = received
+    for (const c of batch) { c.write(next(4096)); expected += 4096 }
+    await pollUntil(() => received >= expected, 10_000, 'the first 4 KiB of each connection')
+    for (const c of batch) { c.write(next(240 * 1024)); expected += 240 * 1024 }
+    await pollUntil(() => received >= expected, 10_000, 'the burst of each connection')
+  }
+  const grew = rss(pid) - base
+  t.ok(grew < 32 * MiB, `proxy RSS grew by ${mib(grew)} for ${CONNECTIONS} quiet connections after a 244 KiB burst each`)
 })
