@@ -106,6 +106,9 @@ export interface TcpSummary {
   /** Median CPU share of one core per process, through vmfront and direct. */
   cpuThrough: Transfer['cpu']
   cpuDirect: Transfer['cpu']
+  /** Median share of a core other processes used during the through / direct transfers. */
+  othersThrough: number
+  othersDirect: number
 }
 
 /** The issue 11 goal for through / direct. */
@@ -135,7 +138,9 @@ export function summarizeTcp (tcp: TcpOutcome): TcpSummary | undefined {
     ...(peaks.length === 0 ? {} : { proxyPeakRssMiB: Math.max(...peaks) }),
     ...(perGiB.length === 0 ? {} : { proxyCpuSecondsPerGiB: median(perGiB) }),
     cpuThrough: medianCpu(tcp.through),
-    cpuDirect: medianCpu(tcp.direct)
+    cpuDirect: medianCpu(tcp.direct),
+    othersThrough: median(tcp.through.map((t) => t.others)),
+    othersDirect: median(tcp.direct.map((t) => t.others))
   }
 }
 
@@ -164,8 +169,14 @@ function tcpLines (tcp: TcpOutcome): string[] {
     `- through vmfront / direct: **${s.ratio.toFixed(2)}** (goal ≥ ${TCP_GOAL.toFixed(2)}, issue 11) — ${s.pass ? 'pass' : 'FAIL'}` +
       (s.perRound.length > 1 ? `; per round ${s.perRound.map((v) => v.toFixed(2)).join(' / ')}` : ''),
     `- CPU, share of one core during the transfer (median): through vmfront: sender ${pct(s.cpuThrough.sender)}, ` +
-      `vmfront ${pct(s.cpuThrough.proxy)}, sink ${pct(s.cpuThrough.sink)}; direct: sender ${pct(s.cpuDirect.sender)}, sink ${pct(s.cpuDirect.sink)}`
+      `vmfront ${pct(s.cpuThrough.proxy)}, sink ${pct(s.cpuThrough.sink)}, other processes ${pct(s.othersThrough)}; ` +
+      `direct: sender ${pct(s.cpuDirect.sender)}, sink ${pct(s.cpuDirect.sink)}, other processes ${pct(s.othersDirect)}`
   )
+  const busiest = Math.max(...tcp.through.map((t) => t.others), ...tcp.direct.map((t) => t.others))
+  if (busiest > 0.1) {
+    lines.push(`- other processes used up to ${pct(busiest)} of a core during a transfer: through vmfront needs both cores and direct one, ` +
+      'so such load lowers the ratio; vmfront CPU s/GiB is the figure it does not change much')
+  }
   return lines
 }
 

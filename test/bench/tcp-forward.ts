@@ -34,6 +34,8 @@ export interface Transfer {
   mibPerSec: number
   seconds: number
   cpu: { sender: number, sink: number, proxy?: number }
+  /** What other processes used meanwhile, as a share of one core (machine busy time less ours). */
+  others: number
   /** vmfront's peak RSS during this transfer (VmHWM after resetting it), MiB. */
   proxyPeakRssMiB?: number
 }
@@ -60,7 +62,9 @@ async function waitForLog (proc: Proc, text: string, timeoutMs: number): Promise
 }
 
 /** Runs the sender once against `port` (pinned with the sink), returns its JSON. */
-async function sendOnce (opts: TcpBenchOptions, dir: string, label: string, port: number, bytes: number): Promise<{ seconds: number, cpu_seconds: number }> {
+interface Sent { seconds: number, cpu_seconds: number, machine_busy_seconds: number }
+
+async function sendOnce (opts: TcpBenchOptions, dir: string, label: string, port: number, bytes: number): Promise<Sent> {
   const proc = startProcess({
     cmd: opts.node,
     args: [join(opts.repo, 'test/bench/tcp-load.ts'), 'send', '--port', String(port), '--bytes', String(bytes)],
@@ -70,7 +74,7 @@ async function sendOnce (opts: TcpBenchOptions, dir: string, label: string, port
   const code = await new Promise<number | null>((resolve) => proc.child.once('exit', resolve))
   const out = readFileSync(proc.logFile, 'utf8').trim().split('\n').at(-1) ?? ''
   if (code !== 0) throw new Error(`the sender exited with ${code}: ${out}`)
-  return JSON.parse(out) as { seconds: number, cpu_seconds: number }
+  return JSON.parse(out) as Sent
 }
 
 async function transfer (opts: TcpBenchOptions, dir: string, label: string, port: number, sinkPid: number, proxyPid?: number): Promise<Transfer> {
@@ -80,14 +84,18 @@ async function transfer (opts: TcpBenchOptions, dir: string, label: string, port
   const proxy0 = proxyPid === undefined ? 0 : cpuSeconds(proxyPid)
   const sent = await sendOnce(opts, dir, label, port, bytes)
   const share = (cpu: number): number => cpu / sent.seconds
+  const sink = cpuSeconds(sinkPid) - sink0
+  const proxy = proxyPid === undefined ? 0 : cpuSeconds(proxyPid) - proxy0
   return {
     mibPerSec: opts.mib / sent.seconds,
     seconds: sent.seconds,
     cpu: {
       sender: share(sent.cpu_seconds),
-      sink: share(cpuSeconds(sinkPid) - sink0),
-      ...(proxyPid === undefined ? {} : { proxy: share(cpuSeconds(proxyPid) - proxy0) })
+      sink: share(sink),
+      ...(proxyPid === undefined ? {} : { proxy: share(proxy) })
     },
+    // The sink and vmfront idle outside the transfer, so their whole delta is inside it.
+    others: Math.max(0, share(sent.machine_busy_seconds - sent.cpu_seconds - sink - proxy)),
     ...(proxyPid === undefined ? {} : { proxyPeakRssMiB: peakRss(proxyPid) / 1048576 })
   }
 }
@@ -142,7 +150,7 @@ export async function runTcpForwardBench (opts: TcpBenchOptions): Promise<TcpOut
           ? await transfer(opts, dir, `${round + 1}-direct`, sinkPort, sinkPid)
           : await transfer(opts, dir, `${round + 1}-through`, listenPort, sinkPid, proxyPid)
         outcome[path].push(t)
-        const cpu = Object.entries(t.cpu).map(([name, share]) => `${name} ${Math.round(share * 100)}%`).join(', ')
+        const cpu = [...Object.entries(t.cpu), ['other processes', t.others] as const].map(([name, share]) => `${name} ${Math.round(share * 100)}%`).join(', ')
         opts.say(`round ${round + 1}/${opts.rounds} tcp ${path === 'direct' ? 'direct' : 'through vmfront'}: ${Math.round(t.mibPerSec)} MiB/s (${cpu}` +
           `${t.proxyPeakRssMiB === undefined ? '' : `; vmfront peak RSS ${Math.round(t.proxyPeakRssMiB)} MiB`})`)
       }

@@ -6,13 +6,15 @@
  *                                                reads every connection to its end, then ends it
  *   node test/bench/tcp-load.ts send --port P --bytes N
  *                                                sends N bytes, waits for the sink's FIN, prints
- *                                                {"seconds":S,"cpu_seconds":C}
+ *                                                {"seconds":S,"cpu_seconds":C,"machine_busy_seconds":M}
+ *                                                (M: every core's busy time meanwhile, /proc/stat)
  * The sender writes one immutable 256 KiB buffer over and over (no allocation per
  * write) and stops on a full socket until 'drain', so neither end does more per byte
  * than a minimal Node program must.
  */
 import net from 'node:net'
 import { parseArgs } from 'node:util'
+import { machineBusySeconds } from '../helpers/proc-stat.ts'
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -33,6 +35,7 @@ function sink (): void {
 function send (port: number, bytes: number): void {
   const chunk = Buffer.alloc(256 * 1024, 0x61)
   const cpuStart = process.cpuUsage()
+  const busyStart = machineBusySeconds()
   const start = process.hrtime.bigint()
   const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => {
     let left = bytes
@@ -55,7 +58,8 @@ function send (port: number, bytes: number): void {
   s.on('end', () => {
     const seconds = Number(process.hrtime.bigint() - start) / 1e9
     const cpu = process.cpuUsage(cpuStart)
-    process.stdout.write(JSON.stringify({ seconds, cpu_seconds: (cpu.user + cpu.system) / 1e6 }) + '\n')
+    const busy = machineBusySeconds() - busyStart
+    process.stdout.write(JSON.stringify({ seconds, cpu_seconds: (cpu.user + cpu.system) / 1e6, machine_busy_seconds: busy }) + '\n')
     s.destroy()
   })
 }

@@ -9,6 +9,17 @@ const TICKS_PER_SECOND = (() => {
   try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
 })()
 
+/**
+ * CPU time every core of the machine spent busy (user, nice, system, irq, softirq,
+ * steal: /proc/stat's first line), in seconds; the difference over an interval,
+ * less our own processes' share, is what others used meanwhile.
+ */
+export function machineBusySeconds (): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  const [user, nice, system, , , irq, softirq, steal] = fields
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND
+}
+
 /** utime + stime of a process in seconds (/proc/PID/stat fields 14 and 15). */
 export function cpuSeconds (pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
