@@ -3,8 +3,9 @@
  * TCP port forwarding (SPEC §11): one listener per listen address, each connection
  * matched by its source IP to a forward and piped to the VM, optionally behind a
  * PROXY protocol header (v1 text or v2 binary). Half-closes are passed on
- * (allowHalfOpen both sides), `pipe` gives backpressure both ways, and a
- * connection with no traffic for `idleTimeoutMs` ends.
+ * (allowHalfOpen both sides), `relay` gives backpressure both ways (reads stop
+ * while a write is unfinished), and a connection with no traffic for
+ * `idleTimeoutMs` ends.
  *
  * `apply` swaps the whole set of forwards: listeners no longer named close with
  * their connections, new ones open, kept ones keep every connection whose source
@@ -173,6 +174,7 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
     if (suppressed >= 0) logger.warn(msg, { listen, target, reason, suppressed })
   }
   let accepting = true
+  const readBudget = createReadBudget(MAX_LARGE_READS)
   let applying: Promise<unknown> = Promise.resolve()
 
   metrics.tcpPorts = () => {
@@ -186,18 +188,23 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
     return [...byPort.values()]
   }
 
-  function onConnection (l: Listener, client: Socket): void {
-    const source = normalizeIp(client.remoteAddress ?? '')
+  function onConnection (l: Listener, accepted: Socket): void {
+    const source = normalizeIp(accepted.remoteAddress ?? '')
     const found = match(l.rules, source)
     if (found === undefined || !accepting) {
       metrics.tcpConnectionsTotal.inc({ port: l.port, result: 'refused' })
       logger.debug('tcp connection refused: source not allowed', { listen: addressKey(l.spec.listen), source })
-      client.on('error', () => {})
-      client.destroy()
+      accepted.on('error', () => {})
+      accepted.destroy()
       return
     }
     const { rule } = found
-    const upstream = net.connect({ host: rule.target.host, port: rule.target.port, allowHalfOpen: true })
+    const inward = createRelay(metrics.tcpBytes.labels(l.port, 'in'), metrics.tcpBytesFlushers, readBudget)
+    const outward = createRelay(metrics.tcpBytes.labels(l.port, 'out'), metrics.tcpBytesFlushers, readBudget)
+    const upstream = net.connect({ host: rule.target.host, port: rule.target.port, allowHalfOpen: true, onread: outward.onread })
+    // Neither side is read before 'connect' has started both relays.
+    upstream.pause()
+    const client = adoptAccepted(accepted, inward.onread)
     let connected = false
     const conn: Connection = {
       source,
@@ -256,13 +263,14 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
         }
         upstream.write(rule.proxyProtocol === 1 ? proxyHeaderV1(ends) : proxyHeaderV2(ends))
       }
-      relay(client, upstream, metrics.tcpBytes.labels(l.port, 'in'), metrics.tcpBytesFlushers)
-      relay(upstream, client, metrics.tcpBytes.labels(l.port, 'out'), metrics.tcpBytesFlushers)
+      inward.start(client, upstream)
+      outward.start(upstream, client)
     })
   }
 
   function openListener (spec: TcpPortSpec): Promise<Listener> {
-    const server = net.createServer({ allowHalfOpen: true })
+    // Paused: an accepted socket is read only once it has its relay (adoptAccepted).
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const l: Listener = { spec, rules: compile(spec), server, port: String(spec.listen.port), listening: false, connections: new Set() }
     server.on('connection', (socket) => { onConnection(l, socket) })
     return new Promise((resolve) => {
@@ -429,31 +437,140 @@ export function createPortReloader (options: PortReloaderOptions): { reload (rou
   }
 }
 
+/** What a quiet connection reads into, per direction: interactive traffic fits. */
+const SMALL_READ = 4 * 1024
+/** What a busy direction reads into: fewer, larger reads and writes for bulk data. */
+const LARGE_READ = 256 * 1024
 /**
- * Copies `from` into `to` with backpressure (what `pipe` does, with one listener per
- * chunk instead of pipe's and a counter's): a full `to` pauses `from` until it drains,
- * and `from`'s end (a half-close) ends `to` while the other direction keeps flowing.
- * Bytes are added to `counter` when a scrape asks (`flushers`) and at the end, not per
- * chunk: a 64 KiB chunk costs one addition here, not a metric update.
+ * Large buffers held at once by one forwarder's connections (16 MiB). A connection
+ * keeps the buffer its next read goes to even while quiet, so without a bound many
+ * connections that each sent one full small buffer would hold 256 KiB apiece; past
+ * the bound a direction reads 4 KiB at a time (slower, as correct).
  */
-function relay (from: Socket, to: Socket, counter: { inc (n: number): void }, flushers: Set<() => void>): void {
+const MAX_LARGE_READS = 64
+
+/** Counts the large read buffers held across one forwarder's connections. */
+interface ReadBudget {
+  take (): boolean
+  give (): void
+}
+
+function createReadBudget (max: number): ReadBudget {
+  let held = 0
+  return {
+    take () {
+      if (held >= max) return false
+      held++
+      return true
+    },
+    give () { held-- }
+  }
+}
+
+type OnRead = { buffer: () => Buffer, callback: (nread: number, buf: Buffer) => boolean }
+
+interface Relay {
+  /** The `onread` option of the socket this relay reads from. */
+  readonly onread: OnRead
+  /** Starts copying `from` into `to` (both sockets exist and are connected). */
+  start (from: Socket, to: Socket): void
+}
+
+/**
+ * Copies one direction with backpressure: reads stop while a write is unfinished
+ * (the kernel did not take it all) and resume once `to` has flushed it, so at most
+ * one read buffer per direction waits in the proxy. `from`'s end (a half-close)
+ * ends `to` while the other direction keeps flowing.
+ *
+ * Reads land in this relay's own buffers (`onread`), not in a fresh 64 KiB buffer
+ * per read: those allocations grow V8's external memory by the size of the data, and
+ * every 64 MiB of it forces a full garbage collection of the whole proxy heap (half of
+ * vmfront's CPU in a 1 GiB transfer went to it). A direction reads into a 4 KiB buffer
+ * while quiet and a 256 KiB one (from `budget`) once a read fills the small one; the
+ * large one is dropped at the first read that the small one would have held (a write
+ * still holding it keeps it alive until done).
+ * Reusing a buffer is safe because nothing is read while a write of it is unfinished.
+ *
+ * Bytes are added to `counter` when a scrape asks (`flushers`) and at the end, not per
+ * read: a read costs one addition here, not a metric update.
+ */
+function createRelay (counter: { inc (n: number): void }, flushers: Set<() => void>, budget: ReadBudget): Relay {
+  const small = Buffer.allocUnsafe(SMALL_READ)
+  let next = small
+  let holdsLarge = false
+  let from: Socket | undefined
+  let to: Socket | undefined
+  let waiting = false
   let uncounted = 0
   const flush = (): void => {
     if (uncounted > 0) counter.inc(uncounted)
     uncounted = 0
   }
-  flushers.add(flush)
-  from.on('data', (chunk: Buffer) => {
+  const written = (): void => {
+    if (waiting && to!.writableLength === 0) {
+      waiting = false
+      from!.resume()
+    }
+  }
+  /** Writes one chunk; false = stop reading until `written` resumes. */
+  const deliver = (chunk: Buffer): boolean => {
     uncounted += chunk.length
-    if (!to.write(chunk)) from.pause()
-  })
-  to.on('drain', () => { from.resume() })
-  from.once('end', () => {
-    flush()
-    if (!to.destroyed) to.end()
-  })
-  from.once('close', () => {
-    flush()
-    flushers.delete(flush)
-  })
+    to!.write(chunk, written)
+    if (to!.writableLength === 0) return true
+    waiting = true
+    from!.pause()
+    return false
+  }
+  return {
+    onread: {
+      buffer: () => next,
+      callback (nread, buf) {
+        if (!holdsLarge && nread === buf.length && budget.take()) {
+          holdsLarge = true
+          next = Buffer.allocUnsafe(LARGE_READ)
+        } else if (holdsLarge && nread <= SMALL_READ) {
+          holdsLarge = false
+          budget.give()
+          next = small
+        }
+        return deliver(buf.subarray(0, nread))
+      }
+    },
+    start (f, t) {
+      from = f
+      to = t
+      flushers.add(flush)
+      // A socket Node would not let us read into our buffers emits its own chunks.
+      f.on('data', deliver)
+      f.once('end', () => {
+        flush()
+        if (!t.destroyed) t.end()
+      })
+      f.once('close', () => {
+        flush()
+        flushers.delete(flush)
+        if (holdsLarge) budget.give()
+        holdsLarge = false
+      })
+      f.resume()
+    }
+  }
+}
+
+/**
+ * The accepted socket, taken over by a socket that reads into `onread`'s buffers.
+ * Node passes `onread` only to sockets it connects, not to the ones a server
+ * accepts, so the accepted socket's handle (paused since the accept) moves to a new
+ * socket built with it, as Node itself does for handles it receives from another
+ * process. Where this Node has no such handle, the accepted socket is kept and its
+ * reads come as 'data' chunks (slower, as correct).
+ */
+function adoptAccepted (accepted: Socket, onread: OnRead): Socket {
+  const internal = accepted as unknown as { _handle?: { useUserBuffer?: unknown } | null }
+  const handle = internal._handle
+  if (handle === undefined || handle === null || typeof handle.useUserBuffer !== 'function') return accepted
+  internal._handle = null
+  // Only the server's count of connections goes with it: the handle lives on.
+  accepted.destroy()
+  return new net.Socket({ handle, allowHalfOpen: true, pauseOnCreate: true, onread } as unknown as net.SocketConstructorOpts)
 }

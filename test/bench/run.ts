@@ -2,8 +2,9 @@
  * @module test/bench/run
  * `npm run bench`: vmfront against minimal Node proxies, nginx, HAProxy, Caddy and a
  * bare Node server, all in front of one backend on loopback, measured with wrk in
- * interleaved rounds so machine noise hits every target alike. Prints a Markdown
- * table and writes it to test/bench/results/latest.md.
+ * interleaved rounds so machine noise hits every target alike; then TCP forwarding,
+ * a 1 GiB transfer through vmfront and direct (tcp-forward.ts). Prints a Markdown
+ * report and writes it to test/bench/results/latest.md.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -13,17 +14,23 @@ import { parseArgs } from 'node:util'
 import { allAlive, canPin, killAll, killChildrenOnExit } from './proc.ts'
 import type { Proc } from './proc.ts'
 import { json, markdown } from './report.ts'
-import type { RunInfo, TargetOutcome } from './report.ts'
+import type { HttpInfo, RunInfo, TargetOutcome } from './report.ts'
+import { runTcpForwardBench } from './tcp-forward.ts'
+import type { TcpOutcome } from './tcp-forward.ts'
 import { findBin, startBackend, TARGETS } from './targets.ts'
 import type { BenchContext, Running } from './targets.ts'
 import { runWrk } from './wrk.ts'
 
+/** The `--only` name of the TCP forwarding measurement. */
+const TCP = 'tcp'
+
 const HELP = `usage: npm run bench -- [options]
   --duration 5s      length of each measured wrk run
   --warmup 2s        wrk warm-up per target before the rounds ("0s": none)
-  --rounds 3         interleaved rounds; the table shows medians
+  --rounds 3         interleaved rounds (HTTP and TCP); the tables show medians
   --connections 64   wrk connections (one wrk thread)
-  --only a,b         run only these targets (${TARGETS.map((t) => t.name).join(', ')})
+  --tcp-mib 1024     size of each TCP forwarding transfer, MiB
+  --only a,b         run only these (${[...TARGETS.map((t) => t.name), TCP].join(', ')}; ${TCP} = TCP forwarding)
   --json             print JSON instead of the Markdown table
   --out FILE         where to write the Markdown (default test/bench/results/latest.md)
   --keep             keep the temp dir with configs and logs`
@@ -50,6 +57,7 @@ function parseFlags () {
         warmup: { type: 'string', default: '2s' },
         rounds: { type: 'string', default: '3' },
         connections: { type: 'string', default: '64' },
+        'tcp-mib': { type: 'string', default: '1024' },
         only: { type: 'string' },
         json: { type: 'boolean', default: false },
         out: { type: 'string', default: join(REPO, 'test/bench/results/latest.md') },
@@ -65,13 +73,17 @@ function parseFlags () {
   const connections = Number(parsed.connections)
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) usage('--rounds takes 1 to 20')
   if (!Number.isInteger(connections) || connections < 1 || connections > 10_000) usage('--connections takes 1 to 10000')
+  const tcpMib = Number(parsed['tcp-mib'])
+  if (!Number.isInteger(tcpMib) || tcpMib < 1 || tcpMib > 65_536) usage('--tcp-mib takes 1 to 65536')
   const only = parsed.only?.split(',').map((name) => name.trim()).filter(Boolean)
-  const unknown = only?.filter((name) => !TARGETS.some((t) => t.name === name)) ?? []
+  const unknown = only?.filter((name) => name !== TCP && !TARGETS.some((t) => t.name === name)) ?? []
   if (unknown.length > 0) usage(`unknown target(s): ${unknown.join(', ')}`)
   const duration = seconds(parsed.duration, '--duration')
   if (duration < 1) usage('--duration must be at least 1s')
-  return { ...parsed, duration, warmup: seconds(parsed.warmup, '--warmup'), rounds, connections, only }
+  return { ...parsed, duration, warmup: seconds(parsed.warmup, '--warmup'), rounds, connections, tcpMib, only }
 }
+
+type Flags = ReturnType<typeof parseFlags>
 
 const say = (line: string): void => { process.stderr.write(line + '\n') }
 
@@ -83,13 +95,9 @@ function describeCommit (): string {
   }
 }
 
-async function main (): Promise<void> {
-  const flags = parseFlags()
-  const loadAtStart = loadavg()[0]
+/** The wrk part: every selected HTTP target in interleaved rounds. */
+async function runHttp (flags: Flags, root: string, selected: typeof TARGETS): Promise<{ info: HttpInfo, outcomes: TargetOutcome[] }> {
   if (findBin('wrk') === undefined) usage('wrk is not installed (Debian: apt-get install wrk)')
-  const root = mkdtempSync(join(tmpdir(), 'vmfront-bench-'))
-  const removeRoot = (): void => { if (!flags.keep) rmSync(root, { recursive: true, force: true }) }
-  killChildrenOnExit(removeRoot)
   const running = new Map<string, Running>()
   const outcomes = new Map<string, TargetOutcome>()
   let backendProc: Proc | undefined
@@ -98,7 +106,6 @@ async function main (): Promise<void> {
     backendProc = backend.proc
     say(`backend: ${backend.kind} on 127.0.0.1:${backend.port}`)
     const ctx: BenchContext = { root, repo: REPO, node: process.execPath, backendPort: backend.port }
-    const selected = TARGETS.filter((t) => flags.only === undefined || flags.only.includes(t.name))
 
     for (const target of selected) {
       const outcome: TargetOutcome = { name: target.name, status: 'ok', rounds: [] }
@@ -159,6 +166,34 @@ async function main (): Promise<void> {
       }
     }
 
+    const info: HttpInfo = {
+      backend: `${backend.kind}, 3-byte body, keep-alive`,
+      load: `wrk -t1 -c${flags.connections} -d${flags.duration}s --latency, HTTP/1.1 keep-alive, ` +
+        `${flags.rounds} interleaved rounds after a ${flags.warmup}s warm-up; ` +
+        (canPin ? 'wrk on core 0, each target on core 1 (taskset)' : 'not pinned (one core)')
+    }
+    return { info, outcomes: TARGETS.map((t) => outcomes.get(t.name)).filter((o) => o !== undefined) }
+  } finally {
+    await Promise.all([...running.values()].flatMap((r) => r.procs.map((proc) => proc.stop())))
+    await backendProc?.stop()
+  }
+}
+
+async function main (): Promise<void> {
+  const flags = parseFlags()
+  const loadAtStart = loadavg()[0]
+  const selected = TARGETS.filter((t) => flags.only === undefined || flags.only.includes(t.name))
+  const withTcp = flags.only === undefined || flags.only.includes(TCP)
+  const root = mkdtempSync(join(tmpdir(), 'vmfront-bench-'))
+  const removeRoot = (): void => { if (!flags.keep) rmSync(root, { recursive: true, force: true }) }
+  killChildrenOnExit(removeRoot)
+  try {
+    const http = selected.length > 0 ? await runHttp(flags, root, selected) : undefined
+    let tcp: TcpOutcome | undefined
+    if (withTcp) {
+      say(`tcp: ${flags.tcpMib} MiB per transfer, ${flags.rounds} rounds`)
+      tcp = await runTcpForwardBench({ root, repo: REPO, node: process.execPath, mib: flags.tcpMib, rounds: flags.rounds, say })
+    }
     const info: RunInfo = {
       date: new Date().toISOString(),
       node: process.version,
@@ -166,20 +201,15 @@ async function main (): Promise<void> {
       cpu: `${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores, Linux ${release()}; ` +
         `load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end` +
         (loadAtStart > 0.5 ? ' (something else was running: expect noise)' : ''),
-      backend: `${backend.kind}, 3-byte body, keep-alive`,
-      load: `wrk -t1 -c${flags.connections} -d${flags.duration}s --latency, HTTP/1.1 keep-alive, ` +
-        `${flags.rounds} interleaved rounds after a ${flags.warmup}s warm-up; ` +
-        (canPin ? 'wrk on core 0, each target on core 1 (taskset)' : 'not pinned (one core)')
+      http: http?.info
     }
-    const ordered = TARGETS.map((t) => outcomes.get(t.name)).filter((o) => o !== undefined)
-    const table = markdown(info, ordered)
+    const outcomes = http?.outcomes ?? []
+    const report = markdown(info, outcomes, tcp)
     mkdirSync(resolve(flags.out, '..'), { recursive: true })
-    writeFileSync(flags.out, table)
-    process.stdout.write(flags.json ? json(info, ordered) : '\n' + table)
+    writeFileSync(flags.out, report)
+    process.stdout.write(flags.json ? json(info, outcomes, tcp) : '\n' + report)
     say(`written to ${relative(process.cwd(), flags.out)}`)
   } finally {
-    await Promise.all([...running.values()].flatMap((r) => r.procs.map((proc) => proc.stop())))
-    await backendProc?.stop()
     killAll()
     if (flags.keep) say(`configs and logs kept in ${root}`)
     removeRoot()
