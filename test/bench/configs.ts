@@ -112,7 +112,7 @@ export type ChainRole =
  * access log on (stdout, which the bench sends to a file), a default rate profile
  * whose limits are active but never reached, HTTPS and ACME off.
  */
-export function vmfrontToml (dir: string, ports: VmfrontPorts, chain: ChainRole = { mode: 'none' }): string {
+export function vmfrontToml (dir: string, ports: VmfrontPorts, chain: ChainRole = { mode: 'none' }, workers = 1): string {
   let chainSection = ''
   if (chain.mode === 'parent') {
     chainSection = `
@@ -143,6 +143,10 @@ admin = "127.0.0.1:${ports.admin}"
 
 [acme]
 enabled = false
+
+# One process unless asked: the HTTP table compares proxies on one core each.
+[server]
+workers = ${workers}
 
 [[rate_profile]]
 name = "default"

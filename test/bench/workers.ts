@@ -49,8 +49,9 @@ async function measure (root: string, node: string, backendPort: number, workers
   const dir = mkdtempSync(join(root, `w${workers}-`))
   const ports = { http: await freePort(), admin: await freePort() }
   // --no-limits: without the rate profile, to see what the shared limiter's round trips cost.
-  const toml = values['no-limits'] === true ? vmfrontToml(dir, ports).replace(/\[\[rate_profile\]\][^[]*/, '') : vmfrontToml(dir, ports)
-  writeFileSync(join(dir, 'vmfront.toml'), toml + `\n[server]\nworkers = ${workers}\n`)
+  const full = vmfrontToml(dir, ports, { mode: 'none' }, workers)
+  const toml = values['no-limits'] === true ? full.replace(/\[\[rate_profile\]\][^[]*/, '') : full
+  writeFileSync(join(dir, 'vmfront.toml'), toml)
   writeFileSync(join(dir, 'routes.json'), routesJson(backendPort))
   const proc = startProcess({ cmd: node, args: [join(REPO, 'proxy/cli.ts'), 'proxy', '--config', join(dir, 'vmfront.toml')], cwd: REPO, core: 1, logFile: join(dir, 'vmfront.log') })
   try {
