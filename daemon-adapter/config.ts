@@ -70,6 +70,8 @@ export interface DaemonConfig {
   readonly dataDir: string
   readonly routesFile: string
   readonly proxyPidFile: string
+  /** Where VM-to-VM imports (`<-@group`) listen: the host's address on the VMs' network; "" = none. */
+  readonly vmGateway: string
   readonly driver: DriverName
   readonly listen: ListenAddress
   /** "" = generate a key into data_dir/api-key at first start. */
@@ -137,6 +139,8 @@ export function parseDaemonConfig (doc: Table, file: string): DaemonConfig {
   const routesFile = top.string('routes_file', '/var/lib/vmfront/routes.json', PATH_SAFE)
   const proxyPidFile = top.string('proxy_pid_file', '/var/lib/vmfront/proxy.pid', PATH_SAFE)
   const driver = top.choice('driver', 'static', DRIVERS)
+  // Mulch's gateway: the host's address on the VMs' network, where VM-to-VM imports listen.
+  const vmGateway = top.string('vm_gateway', '', (v) => (v === '' || isIP(v) !== 0 ? undefined : `${show(v)} is not an IP address (the host's address on the VMs' network, e.g. "10.0.0.1")`))
   const listen = top.parsed('listen', '127.0.0.1:8686', checkListen)
   const apiKeysFile = top.string('api_keys_file', '')
   const logLevel = top.choice('log_level', 'info', LOG_LEVELS)
@@ -182,6 +186,7 @@ export function parseDaemonConfig (doc: Table, file: string): DaemonConfig {
     dataDir: path(dataDir),
     routesFile: path(routesFile),
     proxyPidFile: path(proxyPidFile),
+    vmGateway,
     driver,
     listen: Object.freeze(listen),
     apiKeysFile: apiKeysFile === '' ? '' : path(apiKeysFile),

@@ -67,7 +67,7 @@ export async function startDaemon (config: DaemonConfig, log: Logger): Promise<D
 
   const registry = openRegistry(join(config.dataDir, REGISTRY_FILE))
   const notifier = createProxyNotifier({ pidFile: config.proxyPidFile, debounceMs: config.reloadDebounceMs, log })
-  const publisher = createPublisher({ registry, routesFile: config.routesFile, notifier, log, configFile: config.file === '(defaults)' ? undefined : resolve(config.file) })
+  const publisher = createPublisher({ registry, routesFile: config.routesFile, notifier, log, configFile: config.file === '(defaults)' ? undefined : resolve(config.file), vmGateway: config.vmGateway })
   try {
     // Before recovery touches anything: a route file someone else wrote stops the start.
     publisher.checkOwnership()

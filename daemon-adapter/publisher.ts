@@ -39,8 +39,9 @@ export interface Publisher {
   publish (options?: { force?: boolean }): Promise<PublishReport>
 }
 
-export function createPublisher (options: { registry: Registry, routesFile: string, notifier: ProxyNotifier, log: Logger, configFile?: string }): Publisher {
+export function createPublisher (options: { registry: Registry, routesFile: string, notifier: ProxyNotifier, log: Logger, configFile?: string, vmGateway?: string }): Publisher {
   const { registry, routesFile, notifier, log, configFile } = options
+  const ports = (): ReturnType<typeof portsFor> => portsFor(registry.activeRevisions(), options.vmGateway ?? '')
   let last: string | undefined
 
   function check (text: string, when: 'start' | 'running'): void {
@@ -51,13 +52,13 @@ export function createPublisher (options: { registry: Registry, routesFile: stri
 
   return {
     checkOwnership () {
-      check(renderRouteFile(routesFor(registry.activeRevisions()), portsFor(registry.activeRevisions())), 'start')
+      check(renderRouteFile(routesFor(registry.activeRevisions()), ports()), 'start')
     },
     publish ({ force = false } = {}) {
       const routes = routesFor(registry.activeRevisions())
       let text: string
       try {
-        text = renderRouteFile(routes, portsFor(registry.activeRevisions()))
+        text = renderRouteFile(routes, ports())
         if (!force && text === last) return Promise.resolve({ routes: routes.length, written: false, signal: { status: 'unchanged' } })
         check(text, 'running')
         if (force) {

@@ -12,6 +12,7 @@ import { parseRouteFileText, serializeRouteTable } from '../proxy/route-table.ts
 import type { RouteJson } from '../proxy/route-table.ts'
 import type { RoutePortJson } from '../proxy/route-table.ts'
 import { AdapterError } from './errors.ts'
+import { GROUP_BASE_PORT } from './vm-ports.ts'
 import type { Revision } from './registry.ts'
 
 /** The temp files `writeFileAtomic` makes for `file` are named `.<name>.<pid>.<hex>.tmp`. */
@@ -57,9 +58,29 @@ export function routesFor (revisions: readonly Revision[]): RouteJson[] {
   return routes
 }
 
-/** The TCP forwards of the given (active) revisions' public ports, sorted by public port. */
-export function portsFor (revisions: readonly Revision[]): RoutePortJson[] {
+/**
+ * The TCP forwards of the given (active) revisions: their public ports, sorted by
+ * public port, then their VM-to-VM imports as mulchd forwards them (genPortsDB):
+ * one listener per import index on `gateway`:9001+index, shared by the importing
+ * VMs and told apart by their source address, each to its group's exporter. An
+ * import whose group port nobody exports is left out (mulchd: the same); without
+ * a gateway no import is published.
+ */
+export function portsFor (revisions: readonly Revision[], gateway = ''): RoutePortJson[] {
   const ports: Array<RoutePortJson & { n: number }> = []
+  const bracket = (ip: string): string => ip.includes(':') ? `[${ip}]` : ip
+  const exporters = new Map<string, Revision>()
+  for (const revision of revisions) {
+    for (const p of revision.definition.groupPorts ?? []) if (p.direction === 'export') exporters.set(`${p.port}@${p.group}`, revision)
+  }
+  const imports: Array<RoutePortJson & { n: number, from: string }> = []
+  for (const revision of gateway === '' ? [] : revisions) {
+    for (const p of revision.definition.groupPorts ?? []) {
+      const exporter = p.direction === 'import' ? exporters.get(`${p.port}@${p.group}`) : undefined
+      if (exporter === undefined) continue
+      imports.push({ n: GROUP_BASE_PORT + p.index, from: revision.address, listen: `${bracket(gateway)}:${GROUP_BASE_PORT + p.index}`, target: `${bracket(exporter.address)}:${p.port}`, allow: [revision.address] })
+    }
+  }
   for (const revision of revisions) {
     const host = revision.address.includes(':') ? `[${revision.address}]` : revision.address
     for (const p of revision.definition.ports ?? []) {
@@ -69,7 +90,8 @@ export function portsFor (revisions: readonly Revision[]): RoutePortJson[] {
       ports.push(json)
     }
   }
-  return ports.sort((a, b) => a.n - b.n).map(({ n: _n, ...p }) => p)
+  imports.sort((a, b) => a.n - b.n || (a.from < b.from ? -1 : a.from > b.from ? 1 : 0))
+  return [...ports.sort((a, b) => a.n - b.n).map(({ n: _n, ...p }) => p), ...imports.map(({ n: _n, from: _from, ...p }) => p)]
 }
 
 /**

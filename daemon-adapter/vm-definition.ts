@@ -11,7 +11,7 @@ import type { Problem } from './errors.ts'
 import { FieldReader, isTable, show, typeName } from './toml-fields.ts'
 import type { Table } from './toml-fields.ts'
 import { parseSizeMiB } from './units.ts'
-import { parseVmPorts, portClaim, vmPortToString, type VmPort } from './vm-ports.ts'
+import { parseVmPorts, portClaim, vmGroupPortToString, vmPortToString, type VmGroupPort, type VmPort } from './vm-ports.ts'
 import type { DriverName } from './config.ts'
 
 /** A domain served by the VM on `port` (Mulch: `'app.example.com->8080'`, port 80 by default). */
@@ -47,6 +47,8 @@ export interface VmDefinition {
   readonly rateProfile: string
   /** Public TCP ports in Mulch's syntax (vm-ports.ts); absent in revisions stored before they existed. */
   readonly ports?: readonly VmPort[]
+  /** Mulch's VM-to-VM ports (`->@group` exports, `<-@group` imports). */
+  readonly groupPorts?: readonly VmGroupPort[]
   /** Static driver: the VM's IP or host name. */
   readonly address?: string
   readonly libvirt?: LibvirtVmSettings
@@ -179,8 +181,10 @@ export function parseVmDefinition (doc: unknown, file: string, context: VmParseC
     redirectToHttps,
     rateProfile
   }
-  const ports = parseVmPorts(list(r, 'ports'), problems)
+  const groupPorts: VmGroupPort[] = []
+  const ports = parseVmPorts(list(r, 'ports'), problems, groupPorts)
   if (ports.length > 0) definition.ports = Object.freeze(ports)
+  if (groupPorts.length > 0) definition.groupPorts = Object.freeze(groupPorts)
   const other = context.driver === 'static' ? LIBVIRT_KEYS : STATIC_KEYS
   for (const key of other) {
     if (r.has(key)) r.problem(key, `(value ${show(r.raw(key))}) is not used by the ${context.driver} driver`)
@@ -227,7 +231,8 @@ export function claimedDomains (definition: VmDefinition): string[] {
 
 /** The public ports the VM claims (one namespace with domains in the registry). */
 export function claimedPorts (definition: VmDefinition): string[] {
-  return (definition.ports ?? []).map(portClaim)
+  // One exporter per group port, as mulchd's map of exported ports keeps one.
+  return [...(definition.ports ?? []).map(portClaim), ...(definition.groupPorts ?? []).filter((p) => p.direction === 'export').map((p) => `tcp export ${p.port}@${p.group}`)]
 }
 
 /** The definition back in the file's own keys (what `vm info` shows and the API returns). */
@@ -239,7 +244,7 @@ export function definitionToJson (definition: VmDefinition): Record<string, unkn
     redirect_to_https: definition.redirectToHttps
   }
   if (definition.rateProfile !== '') json.rate_profile = definition.rateProfile
-  if (definition.ports !== undefined) json.ports = definition.ports.map(vmPortToString)
+  if (definition.ports !== undefined || definition.groupPorts !== undefined) json.ports = [...(definition.ports ?? []).map(vmPortToString), ...(definition.groupPorts ?? []).map(vmGroupPortToString)]
   if (definition.address !== undefined) json.address = definition.address
   if (definition.libvirt !== undefined) {
     json.cpus = definition.libvirt.cpus

@@ -8,8 +8,12 @@
  *   "443/tcp->@PUBLIC (PROXY)"        PROXY protocol v1 to the VM's port 8443
  *   "443/tcp->@PUBLIC (PROXY:8444)"   ... to the VM's port 8444
  *   "2000-2004/tcp->@PUBLIC:3000"     a range (2 to 20 ports), one forward each
- * Mulch's VM-to-VM groups (`->@group`, `<-@group`) are refused with a message: they
- * need mulchd's gateway listeners, which vmfront's daemon does not run.
+ * and Mulch's VM-to-VM groups, as mulchd's genPortsDB forwards them:
+ *   "3306/tcp->@db"                   exports the VM's port 3306 to the group "db"
+ *   "3306/tcp<-@db"                   imports it: this VM reaches the exporter's 3306 at
+ *                                     the daemon's `vm_gateway`, port 9001 + the import's
+ *                                     index among this VM's imports (Mulch's _PORT1...)
+ * An import listener is shared by every importing VM and forwards by source IP.
  */
 
 /** One published port of a VM. */
@@ -21,6 +25,19 @@ export interface VmPort {
   /** Mulch's PROXY port: connect there with a PROXY v1 header; 0 = none. */
   readonly proxyPort: number
 }
+
+/** A VM-to-VM port (Mulch's groups): an export, or an import and its index among the VM's imports. */
+export interface VmGroupPort {
+  readonly direction: 'export' | 'import'
+  readonly port: number
+  /** The group, without its "@". */
+  readonly group: string
+  /** Imports: 0 for the first import of the VM (listened on at 9001), 1 for the next... */
+  readonly index: number
+}
+
+/** Mulch's first VM-to-VM forward port on the gateway (VMPortBaseForward). */
+export const GROUP_BASE_PORT = 9001
 
 /** Mulch's default PROXY protocol port inside the VM (VMPortProxyProtocoDefault). */
 export const DEFAULT_PROXY_PORT = 8443
@@ -46,9 +63,11 @@ function splitComment (line: string): { body: string, comment: string } {
  * Two entries on one public port are a problem here; across VMs the registry's
  * claims catch them.
  */
-export function parseVmPorts (value: readonly unknown[], problems: Array<{ key: string, message: string }>): VmPort[] {
+export function parseVmPorts (value: readonly unknown[], problems: Array<{ key: string, message: string }>, groups: VmGroupPort[] = []): VmPort[] {
   const ports: VmPort[] = []
   const seen = new Map<number, number>()
+  const seenGroup = new Map<string, number>()
+  let imports = 0
   value.forEach((entry, i) => {
     const key = `ports[${i}]`
     const bad = (message: string): void => { problems.push({ key, message }) }
@@ -67,7 +86,18 @@ export function parseVmPorts (value: readonly unknown[], problems: Array<{ key: 
     const [proto, arrow, group] = range !== null ? [range[3], range[4], range[5]] : [single![2], single![3], single![4]]
     if (proto.toLowerCase() !== 'tcp') { bad(`${shown}: only tcp is supported, not ${JSON.stringify(proto)}`); return }
     if (group !== '@PUBLIC') {
-      bad(`${shown}: VM-to-VM groups (${group}) are not supported by vmfront's daemon; only "->@PUBLIC" exports are published`)
+      // A VM-to-VM port: no public port, no PROXY header, no range (as mulchd).
+      if (range !== null) { bad(`${shown}: a VM-to-VM port (${group}) cannot be a range`); return }
+      if (single![5] !== undefined) { bad(`${shown}: a VM-to-VM port (${group}) has no public port`); return }
+      if (comment !== '') { bad(`${shown}: a VM-to-VM port (${group}) takes no comment such as (PROXY)`); return }
+      const port = portNumber(single![1])
+      if (port === undefined) { bad(`${shown}: ports must be 1-65535`); return }
+      const direction = arrow === '->' ? 'export' : 'import'
+      const id = `${port} ${direction} ${group}`
+      const first = seenGroup.get(id)
+      if (first !== undefined) { bad(`${shown}: the same as ports[${first}]`); return }
+      seenGroup.set(id, i)
+      groups.push(Object.freeze({ direction, port, group: group.slice(1), index: direction === 'import' ? imports++ : 0 }))
       return
     }
     if (arrow !== '->') { bad(`${shown}: a public port can only be exported ("->"), not imported`); return }
@@ -108,6 +138,11 @@ export function parseVmPorts (value: readonly unknown[], problems: Array<{ key: 
 /** A port back in Mulch's syntax (what `vm info` shows). */
 export function vmPortToString (p: VmPort): string {
   return `${p.port}/tcp->@PUBLIC${p.publicPort === p.port ? '' : `:${p.publicPort}`}${p.proxyPort === 0 ? '' : p.proxyPort === DEFAULT_PROXY_PORT ? ' (PROXY)' : ` (PROXY:${p.proxyPort})`}`
+}
+
+/** A VM-to-VM port back in Mulch's syntax. */
+export function vmGroupPortToString (p: VmGroupPort): string {
+  return `${p.port}/tcp${p.direction === 'export' ? '->' : '<-'}@${p.group}`
 }
 
 /** The claim a public port makes in the registry (one namespace with domains). */

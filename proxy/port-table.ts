@@ -231,13 +231,25 @@ export function parseRoutePorts (value: unknown, errors: ProblemSink): TcpPortSp
     }
     if (bad || listen === undefined || target === undefined) return
     const key = addressKey(listen)
+    const rule: TcpForwardRule = { allow: [...(allow as string[])], target, proxyProtocol: pp as 0 | 1 | 2 }
     const first = seen.get(key)
     if (first !== undefined) {
-      errors.add(`${at}.listen`, `${show(entry.listen)} is a duplicate of $.ports[${first}]`)
+      // One listener for several sources (Mulch's VM-to-VM imports: the gateway port
+      // every importing VM connects to, forwarded by source address): entries on one
+      // address share it when each names its sources and no source is named twice.
+      const spec = specs[first]
+      const taken = new Set(spec.rules.flatMap((r) => r.allow))
+      const shared = rule.allow.find((a) => taken.has(a))
+      if (rule.allow.length === 0 || spec.rules.some((r) => r.allow.length === 0) || shared !== undefined) {
+        const why = shared !== undefined ? `: both forward ${show(shared)}` : ': two entries on one address must each list their own sources in "allow"'
+        errors.add(`${at}.listen`, `${show(entry.listen)} is a duplicate of $.ports[${spec.from.slice(spec.from.indexOf('[') + 1, spec.from.indexOf(']'))}]${why}`)
+        return
+      }
+      specs[first] = { ...spec, rules: [...spec.rules, rule] }
       return
     }
-    seen.set(key, i)
-    specs.push({ listen, rules: [{ allow: [...(allow as string[])], target, proxyProtocol: pp as 0 | 1 | 2 }], from: `routes_file ${at}` })
+    seen.set(key, specs.length)
+    specs.push({ listen, rules: [rule], from: `routes_file ${at}` })
   })
   return specs
 }

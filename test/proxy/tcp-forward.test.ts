@@ -56,7 +56,7 @@ t.test('the route file v1 takes a ports array, validated with JSON paths', async
   t.ok(errors.some((e) => e.startsWith('$.ports[0].target: "vm:22" must name an IP address')))
   t.ok(errors.some((e) => e.startsWith('$.ports[0].proxy_protocol: must be 0 (none), 1 or 2')))
   t.ok(errors.some((e) => e.startsWith('$.ports[0].allow[0]: "10.0.0.0/99" has an invalid prefix length')))
-  t.ok(errors.includes('$.ports[2].listen: "0.0.0.0:2222" is a duplicate of $.ports[1]'))
+  t.ok(errors.includes('$.ports[2].listen: "0.0.0.0:2222" is a duplicate of $.ports[1]: two entries on one address must each list their own sources in "allow"'))
   const errs: PortProblem[] = []
   parseRoutePorts({}, { add: (path, message) => errs.push({ path, message }) })
   t.same(errs, [{ path: '$.ports', message: 'must be an array, not a object' }])
