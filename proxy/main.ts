@@ -48,7 +48,13 @@ export interface RunningProxy {
   /** Resolves with the exit code once the proxy has stopped. */
   readonly stopped: Promise<number>
   reload (): Promise<unknown>
+  /** A stop signal: starts the drain; a second one exits at once. */
   shutdown (reason: string): void
+  /**
+   * Starts the drain unless one is running (never escalates): a worker's primary
+   * asking, or going away, while systemd's SIGTERM already reached every process.
+   */
+  drain (reason: string): void
 }
 
 /** A sink for what a worker leaves to its primary to say. */
@@ -425,7 +431,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
         for (const [key, h] of tcp.handles()) out.set(key, h)
         return out
       },
-      drain: (newPid) => { shutdown(`${TAKEOVER_REASON} ${newPid}`) },
+      drain: (newPid) => { drain(`${TAKEOVER_REASON} ${newPid}`) },
       log: (msg, fields) => { logger.info(msg, fields) }
     }).catch((err: unknown) => {
       logger.warn('cannot listen for a takeover: `vmfront proxy --takeover` will not find this process', { pid_file: config.pidFile, reason: describeError(err) })
@@ -441,7 +447,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     ready = false
     takeoverServer?.close()
     const drainMs = live.settings.config.timeouts.drainMs
-    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: drainMs })
     // A takeover's new process serves the same sockets: an idle keep-alive client
     // gets a moment to send its next request here (answered with Connection: close)
     // rather than a close racing that request.
@@ -451,9 +456,11 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // The admin socket is the new process's from now on (a plain drain keeps it for /status).
     if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
     tcp.stopAccepting()
-    // The primary's copies of the sockets: closed now, so that once the workers
-    // stop accepting, a new client is refused (or, after a takeover, served by the new process).
+    // Every worker stops accepting, then the primary's copies of the sockets close:
+    // a new client is refused from here on (after a takeover, the new process serves it).
+    await pool?.beginStop(reason)
     for (const handle of poolHandles.values()) handle.close()
+    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: drainMs })
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason, drainMs + 5000)
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
@@ -503,17 +510,28 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     process.kill(process.pid, signal)
   }
 
+  // Only a second stop *signal* cuts the drain short: a worker may get the
+  // primary's drain notice and the service manager's SIGTERM in either order.
+  let signalled = false
+  function drain (reason: string): void {
+    if (stopping) return
+    stopping = true
+    void drainAndExit(reason)
+  }
+
   function shutdown (reason: string): void {
-    if (stopping) {
+    if (signalled) {
       logger.warn('second stop signal: exiting now', { reason, in_flight: active.size })
-      removePidFile(config.pidFile)
+      // The whole proxy: a worker would otherwise go on draining without its primary.
+      pool?.kill()
+      if (worker === undefined) removePidFile(config.pidFile)
       sink.flush()
       leaveIfReadStuck(reason)
       resolveStopped(0)
       return
     }
-    stopping = true
-    void drainAndExit(reason)
+    signalled = true
+    drain(reason)
   }
 
   /**
@@ -626,7 +644,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   }
   if (worker !== undefined) answerPrimary(worker.primary, {
     reload,
-    shutdown,
+    shutdown: drain,
     reopenLog,
     stats: async () => ({ ...ownInfo('worker'), requests: await requestsServed() }),
     metrics: async () => await metrics.registry.getMetricsAsJSON(),
@@ -642,5 +660,5 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     process.on('SIGUSR1', reopenLog)
   }
 
-  return { ports, stopped, reload, shutdown }
+  return { ports, stopped, reload, shutdown, drain }
 }

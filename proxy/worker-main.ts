@@ -35,7 +35,7 @@ async function run (slot: number): Promise<void> {
     const load = (): ProxyConfig => mulch === undefined ? loadConfig(file) : loadMulchConfig(mulch, file)
     const proxy = await startProxy(load(), { role: { kind: 'worker', slot, primary, handles }, loadConfig: load })
     // The primary gone (killed, crashed): drain what this worker holds and leave.
-    process.once('disconnect', () => { proxy.shutdown('primary gone') })
+    process.once('disconnect', () => { proxy.drain('primary gone') })
     primary.notify('ready')
     process.exitCode = await proxy.stopped
     process.disconnect?.()

@@ -53,6 +53,10 @@ export interface WorkerPool {
   broadcast (op: string, body?: unknown): void
   /** Asks every ready worker; a worker that does not answer in time is left out. */
   gather<T>(op: string, body?: unknown, timeoutMs?: number): Promise<Array<{ slot: number, pid: number, value: T }>>
+  /** Tells every worker to drain; resolves once each has stopped accepting (or is gone). */
+  beginStop (reason: string): Promise<void>
+  /** Kills every worker now (a second stop signal). */
+  kill (): void
   /**
    * Drains every worker (SIGTERM semantics) and resolves once all have exited; one
    * still running `killAfterMs` later (a drain of `timeouts.drain` plus a margin) is killed.
@@ -154,13 +158,22 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
       }))
       return answers.filter((a): a is { slot: number, pid: number, value: T } => a !== undefined)
     },
-    async stop (reason, killAfterMs = 60_000) {
+    async beginStop (reason) {
       stopping = true
+      await Promise.all(slots.filter((s) => s !== undefined && s.child.exitCode === null && s.child.signalCode === null).map(async (s) => {
+        if (!s.child.connected) { s.child.kill('SIGTERM'); return }
+        await s.peer.request('shutdown', reason, 5000).catch(() => { s.child.kill('SIGTERM') })
+      }))
+    },
+    kill () {
+      stopping = true
+      for (const s of slots) if (s !== undefined && s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL')
+    },
+    async stop (reason, killAfterMs = 60_000) {
+      if (!stopping) await this.beginStop(reason)
       await Promise.all(slots.filter((s) => s !== undefined).map(async (s) => {
         if (s.child.exitCode !== null || s.child.signalCode !== null) return
         const exited = new Promise<void>((resolve) => { s.child.once('exit', () => { resolve() }) })
-        if (s.child.connected) s.peer.notify('shutdown', reason)
-        else s.child.kill('SIGTERM')
         const timer = setTimeout(() => {
           log.error('worker still running after the drain: killing it', { worker: s.slot, pid: s.pid })
           s.child.kill('SIGKILL')

@@ -193,3 +193,27 @@ t.test('a primary killed with -9 leaves no worker behind', async (t) => {
   await pollUntil(() => pids.every((pid) => !alive(pid)), 10_000, 'the workers gone')
   t.pass('both workers exited once their primary was gone (they would serve a socket nobody supervises)')
 })
+
+t.test('SIGTERM to the whole process group (systemd stop, Ctrl-C): every worker drains its requests, none is cut', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { writeFileSync } = await import('node:fs')
+  const { CLI, NODE } = await import('../helpers/proxy-process.ts')
+  const { followProcess } = await import('../helpers/process-logs.ts')
+  let arrived = 0
+  const vm = await startBackend(t, (_req, res) => { arrived++; setTimeout(() => { res.end('slow but whole') }, 700) })
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'routes.json'), JSON.stringify(routesDoc([{ domain: 'app.test', target: vm.origin }])))
+  writeFileSync(join(dir, 'p.toml'), `data_dir = "${dir}/data"\nroutes_file = "${dir}/routes.json"\npid_file = "${dir}/p.pid"\n[listen]\nhttp = "127.0.0.1:0"\nhttps = ""\nadmin = ""\n[server]\nworkers = 2\n[log]\naccess = false\n`)
+  // Its own process group, as a service's cgroup or a terminal's foreground job.
+  const child = spawn(NODE, [CLI, 'proxy', '--config', join(dir, 'p.toml')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const proxy = followProcess(t, child, 'proxy')
+  const started = await proxy.waitForLog((l) => l.msg === 'vmfront proxy started', 15_000)
+  const port = (started.listeners as Record<string, number>).http
+  const pending = Array.from({ length: 6 }, async () => await get(port, 'app.test'))
+  await pollUntil(() => arrived === 6, 5000, 'six requests at the VM')
+  process.kill(-child.pid!, 'SIGTERM')
+  const answers = await Promise.all(pending)
+  t.same(answers.map((a) => `${a.status} ${a.body}`), Array(6).fill('200 slow but whole'), 'every in-flight request finished')
+  t.equal(await proxy.exited, 0, 'and the proxy exited 0')
+  t.same(proxy.logs.filter((l) => l.msg === 'second stop signal: exiting now'), [], 'the primary\'s drain notice is not taken for a second signal')
+})
