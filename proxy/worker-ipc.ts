@@ -103,7 +103,13 @@ export function createIpcPeer (channel: IpcChannel | ChildProcess): IpcPeer {
     for (const [kind, id, op, body] of message.vmfront) {
       if (kind === 'q' || kind === 'n') {
         const fn = handlers.get(op)
-        if (kind === 'n') { try { fn?.(body) } catch { /* a notice has no answer to fail */ } } else if (fn === undefined) queue(['e', id, op, `no handler for "${op}"`])
+        if (kind === 'n') {
+          // A notice has no answer to fail: its handler's error (sync or async) stops here.
+          try {
+            const result = fn?.(body)
+            if (result instanceof Promise) result.catch(() => {})
+          } catch { /* as above */ }
+        } else if (fn === undefined) queue(['e', id, op, `no handler for "${op}"`])
         else answer(id, op, fn, body)
         continue
       }
