@@ -40,7 +40,12 @@ const DRAIN_MS = 3000
  * attacks meet the limits a default install has. No access log: the runner reads
  * the proxy's stdout, and a soak would fill it.
  */
+// One serving process: the stand measures its fds, sockets and heap (through its
+// inspector); with workers those would be spread over processes it does not watch.
 export const TORTURE_TOML = `
+[server]
+workers = 1
+
 [timeouts]
 connect = "${TIMEOUTS.connect}ms"
 upstream_response = "${TIMEOUTS.upstreamResponse}ms"
