@@ -77,6 +77,9 @@ export function takeoverSocketPath (pidFile: string): string {
 
 type Message = Record<string, unknown>
 
+/** How long a peer of the takeover socket may take to say hello. */
+const HELLO_TIMEOUT_MS = 10_000
+
 function inodeOf (path: string): number | undefined {
   try { return lstatSync(path).ino } catch { return undefined }
 }
@@ -157,9 +160,19 @@ export function serveTakeover (pidFile: string, options: {
     }
     const queue = [...options.handles()]
     let newPid = 0
-    const done = (): void => { pipe.close() }
+    // A peer that connects and then says nothing does not hold the pipe forever.
+    const idle = setTimeout(() => { done() }, HELLO_TIMEOUT_MS)
+    idle.unref()
+    let closed = false
+    const done = (): void => {
+      if (closed) return
+      closed = true
+      clearTimeout(idle)
+      pipe.close()
+    }
     const ch = channel(pipe, (m) => {
       if (m.op === 'hello' || m.op === 'next') {
+        clearTimeout(idle)
         if (m.op === 'hello') {
           newPid = typeof m.pid === 'number' ? m.pid : 0
           options.log('takeover asked: handing over the listening sockets', { new_pid: newPid, listeners: queue.map(([name]) => name) })
