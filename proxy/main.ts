@@ -319,7 +319,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     noteReload(await reloader.reload('start'))
     // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
     if (role.kind === 'single' && config.chain.mode !== 'none') chain = await (await import('./chain/index.ts')).startChain({
-      config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() },
+      config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() }, hasProfile: (name) => limiter().hasProfile(name),
       // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
       tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
     })

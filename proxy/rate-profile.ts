@@ -57,6 +57,14 @@ const KNOWN = new Set<string>(KEYS)
 /** The keys of a `[[rate_profile]]` table (proxy/config.schema.json is checked against them). */
 export const RATE_PROFILE_KEYS: readonly string[] = KEYS
 
+/**
+ * The profile a route (file or chained) is served under: its `rate_profile` when
+ * that profile exists, else "default". The one place this fallback is decided.
+ */
+export function servedProfileName (name: string | undefined, hasProfile: (name: string) => boolean): string {
+  return name !== undefined && hasProfile(name) ? name : DEFAULT_PROFILE_NAME
+}
+
 /** The implicit `default` profile: unlimited. */
 export function unlimitedProfile (name: string = DEFAULT_PROFILE_NAME): RateProfile {
   return Object.freeze({ name, ...RATE_PROFILE_DEFAULTS })

@@ -20,6 +20,7 @@ import { isEmptyLegacyTable, parseRouteFileText, type Route, type RouteProblem, 
 import { createRouteParseClient, type RouteParseClient } from './route-parse-client.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
 import { Router, type RouteEntry } from './router.ts'
+import { servedProfileName } from './rate-profile.ts'
 
 export interface ReloadStatus {
   result: 'success' | 'failure' | 'never'
@@ -177,11 +178,10 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   function collector (fileWarnings: RouteProblem[], fileWarningCount: number): { collected: Collected, add: (route: Route, index: number) => void } {
     const collected: Collected = { map: new Map(), warnings: fileWarnings.slice(0, STATUS_PROBLEMS), warningCount: fileWarningCount }
     const add = (route: Route, index: number): void => {
-      let profile = route.rateProfile ?? 'default'
-      if (!options.hasProfile(profile)) {
+      const profile = servedProfileName(route.rateProfile, options.hasProfile)
+      if (route.rateProfile !== undefined && profile !== route.rateProfile) {
         collected.warningCount++
-        if (collected.warnings.length < STATUS_PROBLEMS) collected.warnings.push({ path: `$.routes[${index}].rate_profile`, message: `unknown rate profile "${profile}": using "default"` })
-        profile = 'default'
+        if (collected.warnings.length < STATUS_PROBLEMS) collected.warnings.push({ path: `$.routes[${index}].rate_profile`, message: `unknown rate profile "${route.rateProfile}": using "default"` })
       }
       const entry: RouteEntry = { domain: route.domain, route, profile }
       collected.map.set(entry.domain, entry)

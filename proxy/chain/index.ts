@@ -73,6 +73,8 @@ export interface ChainDeps {
   routeTable: () => RouteTable
   /** Called when the set of chained domains changes (parent): main rebuilds the router. */
   onEntriesChanged: () => void
+  /** Whether a rate profile exists now (a chained domain's unknown profile is served as "default"). */
+  hasProfile: (name: string) => boolean
   /**
    * Parent with an https:// parent_url: the chain API's certificate (from the
    * certificate manager). Without it such a parent does not start its API.

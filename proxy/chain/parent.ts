@@ -24,6 +24,7 @@ import { createChainUpgrade } from './ws-forward.ts'
 import { addMulchRoutes } from './mulch-api.ts'
 import { forwardToMulchChild, upgradeToMulchChild } from './mulch-forward.ts'
 import type { ChainForwardFn, ChainUpgradeFn } from '../handler.ts'
+import { servedProfileName } from '../rate-profile.ts'
 import { createForwarder } from '../forward.ts'
 import { createWebSocketProxy } from '../websocket.ts'
 import { createLogThrottle } from '../log-throttle.ts'
@@ -55,7 +56,6 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   const logger = baseLogger.child({ chain: 'parent' })
   const auth = createChainAuth(chain.psk)
   const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger, { minIntervalMs: SAVE_INTERVAL_MS })
-  const profiles = new Set(['default', ...config.rateProfiles.map((p) => (p as { name?: unknown }).name).filter((n): n is string => typeof n === 'string')])
 
   // The parent's own domains, recomputed only when the route table object changes.
   let seenTable: RouteTable | undefined
@@ -108,7 +108,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     return child.domains.map((d) => {
       // redirect_to_https is the parent's to apply: its https port is the one clients reach.
       const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: d.redirectToHttps === true, rateProfile: d.rateProfile })
-      return Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: d.rateProfile !== undefined && profiles.has(d.rateProfile) ? d.rateProfile : 'default' })
+      return Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: servedProfileName(d.rateProfile, deps.hasProfile) })
     })
   }
 

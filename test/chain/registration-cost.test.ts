@@ -30,6 +30,7 @@ async function inProcessParent (t: { teardown (fn: () => unknown): void }, maxCh
     config,
     logger,
     metrics,
+    hasProfile: (name) => name === 'default',
     routeTable: () => EMPTY,
     onEntriesChanged () {
       swaps++
