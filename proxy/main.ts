@@ -460,7 +460,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // a new client is refused from here on (after a takeover, the new process serves it).
     await pool?.beginStop(reason)
     for (const handle of poolHandles.values()) handle.close()
-    logger.info('shutting down: draining', { reason, in_flight: active.size, drain_ms: drainMs })
+    // A worker says it in its own words: "shutting down: draining" is the proxy's (the
+    // primary's, once every worker has stopped accepting), which operators and tests wait for.
+    logger.info(worker === undefined ? 'shutting down: draining' : 'worker draining', { reason, in_flight: active.size, drain_ms: drainMs })
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason, drainMs + 5000)
     await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
@@ -492,7 +494,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     await live.settings.forwarder.close().catch(() => {})
     await reloader.close().catch(() => {})
     if (worker === undefined) removePidFile(config.pidFile)
-    logger.info('stopped', { reason, cut_requests: left })
+    logger.info(worker === undefined ? 'stopped' : 'worker stopped', { reason, cut_requests: left })
     sink.flush()
     leaveIfReadStuck(reason)
     resolveStopped(0)

@@ -136,7 +136,8 @@ t.test('a file where the acme folder should be (any user)', async (t) => {
   await assertServingWithoutAcme(t, proxy, s, /^cannot read the ACME account key at .*\/data\/acme\/[^/]+\/account\.key: not a directory$/)
   rmSync(join(s.dataDir, 'acme'))
   await pollUntil(async () => ((await proxy.status()).acme as { ready: boolean }).ready, 15_000, 'ACME ready once the file is gone')
-  t.ok(proxy.logs.some((l) => l.msg === 'ACME available again'), 'recovery logged')
+  // The line travels on stdout, the status on the admin socket: either may arrive first.
+  t.ok(await proxy.waitForLog((l) => l.msg === 'ACME available again', 5000), 'recovery logged')
   t.equal(await proxy.stop(), 0)
 })
 
