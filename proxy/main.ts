@@ -593,12 +593,20 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       }
     }
   }
+  // How a TOML reload went is told once, by the primary, after every worker applied
+  // it (a worker reads the same file): its lines wait until then.
+  const heldLines: string[] = []
+  const configLogger = worker !== undefined
+    ? createLogger({ level: 'error', sink: DISCARD, base: {} })
+    : pool !== undefined
+      ? createLogger({ level: () => live.settings.config.log.level, sink: { write (line) { heldLines.push(line) }, flush () {} }, base: { component: 'proxy' } })
+      : logger
   const configReloader = createConfigReloader({
     started: config,
     load: options.loadConfig ?? (() => loadConfig(config.file === '<embedded default>' ? undefined : config.file)),
     live,
     sink,
-    logger,
+    logger: configLogger,
     metrics,
     rebind,
     listeners: () => listeners,
@@ -622,6 +630,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // Workers next (their TOML, routes and certificates): once the primary says
     // "routes loaded", every worker serves the new table.
     await pool?.gather('reload', undefined, 60_000)
+    for (const line of heldLines.splice(0)) sink.write(line)
     const result = await reloader.reload('SIGHUP')
     noteReload(result)
     await portReloader.reload(reloader.table().ports)
