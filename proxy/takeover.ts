@@ -80,9 +80,6 @@ type Message = Record<string, unknown>
 /** How long a peer of the takeover socket may take to say hello. */
 const HELLO_TIMEOUT_MS = 10_000
 
-function inodeOf (path: string): number | undefined {
-  try { return lstatSync(path).ino } catch { return undefined }
-}
 
 /** Line-framed JSON over a raw IPC pipe, with at most one handle per message. */
 function channel (pipe: RawPipe, onMessage: (m: Message, handle: unknown) => void, onClose: () => void): { send: (m: Message, handle?: unknown) => void } {
@@ -145,6 +142,13 @@ export function serveTakeover (pidFile: string, options: {
     return Promise.reject(err)
   }
   rmSync(path, { force: true })
+  let serverClosed = false
+  // Closing a listening Unix socket server unlinks its path (libuv): once only.
+  const closeServer = (): void => {
+    if (serverClosed) return
+    serverClosed = true
+    server.close()
+  }
   const server = net.createServer({ pauseOnConnect: true }, (conn) => {
     const fd = (conn as unknown as { _handle?: { fd?: number } })._handle?.fd
     if (typeof fd !== 'number' || fd < 0) {
@@ -181,6 +185,10 @@ export function serveTakeover (pidFile: string, options: {
         if (next === undefined) ch.send({ done: true, pid: process.pid })
         else ch.send({ name: next[0] }, next[1])
       } else if (m.op === 'drain') {
+        // Our socket file goes first (closing the server unlinks its path): the new
+        // process makes its own as soon as it reads "draining", and an unlink after
+        // that would remove the new one.
+        closeServer()
         ch.send({ op: 'draining' })
         options.drain(newPid)
       }
@@ -191,14 +199,7 @@ export function serveTakeover (pidFile: string, options: {
     server.listen(path, () => {
       server.off('error', reject)
       try { chmodSync(path, 0o600) } catch { /* the directory's mode still protects it */ }
-      const inode = inodeOf(path)
-      resolve({
-        close () {
-          server.close()
-          // The next process may have put its own socket there already: leave that one.
-          if (inode !== undefined && inodeOf(path) === inode) rmSync(path, { force: true })
-        }
-      })
+      resolve({ close: closeServer })
     })
   })
 }
