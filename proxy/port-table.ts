@@ -254,15 +254,6 @@ export function parseRoutePorts (value: unknown, errors: ProblemSink): TcpPortSp
   return specs
 }
 
-/** The route-file JSON form of a spec read from the route file. */
-export function routePortToJson (spec: TcpPortSpec): RoutePortJson {
-  const rule = spec.rules[0]
-  const json: RoutePortJson = { listen: addressKey(spec.listen).replace(/^\*:/, ':'), target: addressKey(rule.target) }
-  if (rule.proxyProtocol !== 0) json.proxy_protocol = rule.proxyProtocol
-  if (rule.allow.length > 0) json.allow = [...rule.allow]
-  return json
-}
-
 /**
  * Joins the port file's and the route file's forwards. Two sources naming the
  * same listen address is an error of the whole set (all or nothing).
