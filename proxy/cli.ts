@@ -36,7 +36,7 @@ Options: --version prints the version; COMMAND --help prints that command's usag
 Exit status: 0 success, 2 bad usage or invalid configuration, 1 runtime failure.
 `
 
-const PROXY_USAGE = `Usage: vmfront proxy [--config FILE] [--mulch-config DIR_OR_FILE] [--takeover]
+const PROXY_USAGE = `Usage: vmfront proxy [--config FILE] [--mulch-config DIR_OR_FILE] [--takeover [--detach]]
 
 Runs the proxy in the foreground. Without --config it runs on the embedded default
 (HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9180, a built-in example backend).
@@ -51,6 +51,9 @@ Options:
       --takeover                   take over from the proxy named by the same pid_file:
                                    its listening sockets (nothing queued is lost), the PID
                                    file and the admin listener; it then drains and exits
+      --detach                     with --takeover: run the new proxy in the background and
+                                   return once it serves (exit 0) or has failed to (exit 1);
+                                   for systemd's ExecReload (examples/vmfront-proxy.service)
   -h, --help                       this text
 `
 
@@ -101,9 +104,9 @@ function fail (code: number, message: string): number {
 }
 
 async function runProxyCommand (args: string[]): Promise<number> {
-  let values: { config?: string, 'mulch-config'?: string, takeover?: boolean, help?: boolean }
+  let values: { config?: string, 'mulch-config'?: string, takeover?: boolean, detach?: boolean, help?: boolean }
   try {
-    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, takeover: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+    ({ values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'mulch-config': { type: 'string' }, takeover: { type: 'boolean' }, detach: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
   } catch (err) {
     return fail(2, `vmfront proxy: ${(err as Error).message}\n\n${PROXY_USAGE}`)
   }
@@ -111,6 +114,7 @@ async function runProxyCommand (args: string[]): Promise<number> {
     process.stdout.write(PROXY_USAGE)
     return 0
   }
+  if (values.detach === true && values.takeover !== true) return fail(2, `vmfront proxy: --detach is for --takeover (a proxy of its own runs in the foreground)\n\n${PROXY_USAGE}`)
   let config
   // SIGHUP reloads the TOML from the same source(s), the same way.
   const mulchConfig = values['mulch-config']
@@ -123,6 +127,12 @@ async function runProxyCommand (args: string[]): Promise<number> {
     }
     if (err instanceof ProxyError) return fail(2, `vmfront proxy: ${err.message}`)
     throw err
+  }
+  if (values.detach === true) {
+    // The configuration is valid (a bad one stops here, the running proxy untouched):
+    // the new proxy runs in the background, this command waits until it serves.
+    const { launchDetached } = await import('./detach.ts')
+    return await launchDetached(['proxy', ...args.filter((a) => a !== '--detach')], (line) => { process.stdout.write(line + '\n') })
   }
   const { startProxy } = await import('./main.ts')
   let takeover: import('./takeover.ts').TakenOver | undefined
@@ -140,6 +150,8 @@ async function runProxyCommand (args: string[]): Promise<number> {
   const configArgs = [...(values.config === undefined ? [] : ['--config', values.config]), ...(values['mulch-config'] === undefined ? [] : ['--mulch-config', values['mulch-config']])]
   try {
     const proxy = await startProxy(config, { loadConfig: load, ...(workers === 1 ? {} : { role: { kind: 'primary', workers, configArgs } }), ...(takeover === undefined ? {} : { takeover }) })
+    // Started by `--takeover --detach`: its launcher returns now.
+    if (values.takeover === true) (await import('./detach.ts')).tellLauncherReady()
     return await proxy.stopped
   } catch (err) {
     if (err instanceof ProxyError && err.code === 'CONFIG_INVALID') return fail(2, `vmfront proxy: ${err.message}`)

@@ -84,7 +84,13 @@ for (const unit of UNITS) {
 
     t.same(s.get('RestartPreventExitStatus'), ['2'], 'exit 2 (invalid config) is not restarted')
     t.same(s.get('Restart'), ['on-failure'], 'other failures are')
-    t.same(s.get('ExecReload'), ['/bin/kill -HUP $MAINPID'], 'systemctl reload sends SIGHUP')
+    if (unit === 'vmfront-proxy.service') {
+      // systemctl reload = a takeover (test/proxy/takeover-detach.test.ts runs that command):
+      // the same Node, script and config, and the PIDFile= systemd re-reads is the TOML's pid_file.
+      t.same(s.get('ExecReload'), [execStart.replace(' proxy ', ' proxy --takeover --detach ')], 'systemctl reload runs `proxy --takeover --detach` with ExecStart\'s flags')
+      const pidFile = /^pid_file\s*=\s*"([^"]+)"/m.exec(readFileSync(join(ROOT, 'examples/proxy.toml'), 'utf8'))?.[1]
+      t.same(s.get('PIDFile'), [pidFile], 'PIDFile= is examples/proxy.toml\'s pid_file')
+    } else t.same(s.get('ExecReload'), ['/bin/kill -HUP $MAINPID'], 'systemctl reload sends SIGHUP')
     const expected: Record<string, string> = {
       NoNewPrivileges: 'true',
       SystemCallArchitectures: 'native',
