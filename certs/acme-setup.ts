@@ -7,6 +7,7 @@
  * status() shows it. No order is placed before it succeeds: an account key we cannot keep would
  * make a new CA account at every restart.
  */
+import type { AcmeStatus } from './types.ts'
 import type { ManagerContext } from './domain-state.ts'
 import { CertError, describeError } from './errors.ts'
 import { backoffDelay } from './schedule.ts'
@@ -15,19 +16,6 @@ import { backoffDelay } from './schedule.ts'
 const RETRY_BASE_MS = 1000
 const RETRY_MAX_MS = 5 * 60_000
 
-/** ACME's own state, JSON-ready for /status. */
-export interface AcmeStatus {
-  readonly enabled: boolean
-  /** True once stored certificates and the account key are loaded: orders may run. */
-  readonly ready: boolean
-  /** Consecutive failed attempts (0 when ready). */
-  readonly failures: number
-  /** Why ACME is not available, in words ("cannot write the ACME account key to /x: no space left on device"). */
-  readonly lastError?: string
-  readonly lastErrorAt?: string
-  /** When the next attempt runs (ISO 8601). */
-  readonly retryAt?: string
-}
 
 /** One step of the set-up; it rejects with a worded error. */
 export interface SetupStep {

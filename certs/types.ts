@@ -4,10 +4,23 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecureContext } from 'node:tls'
-import type { AcmeStatus } from './acme-setup.ts'
 import type { CertSource } from './cache.ts'
 
-export type { AcmeStatus, CertSource }
+export type { CertSource }
+
+/** ACME's own state, JSON-ready for /status. */
+export interface AcmeStatus {
+  readonly enabled: boolean
+  /** True once stored certificates and the account key are loaded: orders may run. */
+  readonly ready: boolean
+  /** Consecutive failed attempts (0 when ready). */
+  readonly failures: number
+  /** Why ACME is not available, in words ("cannot write the ACME account key to /x: no space left on device"). */
+  readonly lastError?: string
+  readonly lastErrorAt?: string
+  /** When the next attempt runs (ISO 8601). */
+  readonly retryAt?: string
+}
 
 /** Emitted after every ACME order attempt (metrics: vmfront_acme_orders_total{result}). */
 export interface OrderEvent {

@@ -10,7 +10,7 @@
  * failed, and worker when several workers serve. `upstream` names the VM or chain child: it is written here only, never
  * sent to a client.
  */
-import type { UpstreamFailure, ClientRequest, ForwardStats } from './forward.ts'
+import type { UpstreamFailure, ClientRequest, ForwardStats } from './http-types.ts'
 import type { LineSink } from './line-sink.ts'
 
 /** What the handler knows about a request when it ends (its `ActiveRequest`). */

@@ -5,26 +5,16 @@
  * the client's response with backpressure (pause/resume), with no intermediate
  * stream objects, and request bodies are streamed, never buffered.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { ServerResponse } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
+import type { ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from './http-types.ts'
 import { Agent, type Dispatcher } from 'undici'
 import { downstreamHeaders } from './headers.ts'
 import { ProxyError } from './errors.ts'
 import { DeadlineQueue, type Deadline } from './deadline-queue.ts'
 import { UpstreamSlots, type SlotWaiter, type SlotTicket } from './upstream-slots.ts'
 
-export type ClientRequest = IncomingMessage | Http2ServerRequest
-export type ClientResponse = ServerResponse | Http2ServerResponse
 
-/** Why a forward failed, as counted in `vmfront_upstream_errors_total{reason}`. */
-export type UpstreamFailure = 'refused' | 'connect_timeout' | 'timeout' | 'reset' | 'dns' | 'protocol' | 'client_abort'
-
-/** Outcome of a forward, reported once. */
-export interface ForwardOutcome {
-  status: number
-  failure?: UpstreamFailure
-  error?: Error
-}
 
 export interface ForwarderOptions {
   connectTimeoutMs: number
@@ -36,16 +26,6 @@ export interface ForwarderOptions {
   maxConnectionsPerTarget: number
 }
 
-/**
- * What a forward reports for the access log, written into an object the caller
- * already has for the request (no allocation per request here).
- */
-export interface ForwardStats {
-  /** performance.now() when the VM's response head arrived (0: never). */
-  headersAt: number
-  /** Response body bytes written to the client. */
-  bytesOut: number
-}
 
 /** Sends a request to an origin and writes the answer into the client response. */
 export interface Forwarder {

@@ -18,7 +18,7 @@
 import http2 from 'node:http2'
 import type { Http2SecureServer, Http2Session, ServerHttp2Session, ServerHttp2Stream } from 'node:http2'
 import type { TLSSocket } from 'node:tls'
-import type { ClientRequest, ClientResponse } from './forward.ts'
+import type { ClientRequest, ClientResponse } from './http-types.ts'
 
 /** Why a client connection was closed as abusive (`vmfront_http2_abusive_connections_total{reason}`). */
 export type H2AbuseReason = 'rapid_reset' | 'flood' | 'continuation_flood'

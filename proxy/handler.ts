@@ -8,13 +8,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from './forward.ts'
+import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from './http-types.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Router, RouteEntry } from './router.ts'
 import type { Logger } from './log.ts'
 import type { AccessEntry } from './access-log.ts'
+import type { ChainForwardFn, ChainUpgradeFn } from './chain/types.ts'
 import type { LiveHolder } from './live-settings.ts'
-import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders, type ClientInfo } from './headers.ts'
+import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders } from './headers.ts'
 import { admitRequest, type ClosingResponse, type Refusal } from './rate-limit.ts'
 import { UNKNOWN_DOMAIN } from './metrics.ts'
 import { createLogThrottle } from './log-throttle.ts'
@@ -42,11 +43,6 @@ function newActive (req: ClientRequest): ActiveRequest {
   return { start: performance.now(), req, domain: UNKNOWN_DOMAIN, client: normalizeIp(req.socket?.remoteAddress ?? ''), requestId: '', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 }
 }
 
-/** Forwards a chained domain's request to its child (parent mode); `stats` as the forwarder's. */
-export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void, stats?: ForwardStats) => void
-
-/** Forwards a WebSocket (HTTP/1.1 upgrade) for a chained domain to its child (parent mode); `done` is called once. */
-export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, client: ClientInfo, done: (status: number, failure?: UpstreamFailure) => void) => void
 
 export interface HandlerDeps {
   routes: RouterHolder
@@ -202,16 +198,6 @@ function redirectLocation (deps: HandlerDeps, entry: RouteEntry, identity: Ident
   return port === 443 ? `https://${entry.domain}${path}` : `https://${entry.domain}:${port}${path}`
 }
 
-/**
- * Which HTTP/1.1 upgrade requests the upgrade handler takes (the listener's
- * `shouldUpgradeCallback`): WebSocket handshakes. Any other Upgrade (`h2c` from
- * `curl --http2`, ...) is served as an ordinary request, the Upgrade header dropped
- * as hop-by-hop (RFC 9110 §7.8: a server may ignore it), instead of a cut socket.
- */
-export function isWebSocketUpgrade (req: IncomingMessage): boolean {
-  const upgrade = req.headers.upgrade
-  return req.method === 'GET' && upgrade !== undefined && upgrade.toLowerCase().includes('websocket')
-}
 
 /** Creates the request listener of one listener (`scheme` is the client's scheme there). */
 export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https'): (req: ClientRequest, res: ClientResponse) => void {

@@ -8,6 +8,7 @@
 import type { IpMatcher } from './ip-match.ts'
 import { normalizeIp } from './ip-match.ts'
 import { REQUEST_ID_HEADER } from './request-id.ts'
+import type { ClientInfo } from './http-types.ts'
 
 /**
  * Connection-specific headers that never cross a proxy (RFC 9110 §7.6.1, plus the
@@ -45,19 +46,6 @@ export const MULCH_PSK_HEADER_NAME = 'Mulch-PSK'
 /** The chain credentials no VM ever receives. */
 export const CHAIN_CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([CHAIN_AUTH_HEADER, MULCH_PSK_HEADER])
 
-/** What the forwarding hop knows about the client side of a request. */
-export interface ClientInfo {
-  /** The real client IP (after trusted X-Forwarded-For). */
-  clientIp: string
-  /** The X-Forwarded-For value to send on. */
-  forwardedFor: string
-  /** The scheme the client used at the edge ("http" | "https"). */
-  proto: string
-  /** The host the client asked for at the edge. */
-  forwardedHost: string
-  /** The X-Request-Id sent on (kept from a trusted front, else generated). */
-  requestId: string
-}
 
 /** Lists the tokens of a Connection header ("close, x-foo" → ['close', 'x-foo']). */
 export function connectionTokens (value: string | undefined): string[] {

@@ -13,10 +13,10 @@
  */
 import http2 from 'node:http2'
 import type { ServerResponse } from 'node:http'
-import type { ClientRequest, ClientResponse, ForwardOutcome, UpstreamFailure } from '../forward.ts'
+import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, UpstreamFailure } from '../http-types.ts'
 import { classifyUpstreamError, writeResponseHead } from '../forward.ts'
-import { downstreamHeaders, upstreamHeaders, type ClientInfo } from '../headers.ts'
-import type { ChainForwardFn } from '../handler.ts'
+import { downstreamHeaders, upstreamHeaders } from '../headers.ts'
+import type { ChainForwardFn } from './types.ts'
 import type { RouteEntry } from '../router.ts'
 import { ChainError } from './errors.ts'
 import type { ChildPool } from './h2-pool.ts'

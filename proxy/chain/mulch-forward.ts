@@ -13,8 +13,9 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { ClientRequest, ClientResponse, Forwarder, ForwardOutcome, UpstreamFailure } from '../forward.ts'
-import { upstreamHeaders, type ClientInfo } from '../headers.ts'
+import type { Forwarder } from '../forward.ts'
+import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, UpstreamFailure } from '../http-types.ts'
+import { upstreamHeaders } from '../headers.ts'
 import type { WebSocketProxy } from '../websocket.ts'
 import { MULCH_PSK_HEADER_NAME } from './mulch-api.ts'
 

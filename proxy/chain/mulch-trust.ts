@@ -19,7 +19,7 @@
  */
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import type { ClientRequest } from '../forward.ts'
+import type { ClientRequest } from '../http-types.ts'
 import type { Logger } from '../log.ts'
 import { normalizeIp } from '../ip-match.ts'
 import { MULCH_PSK_HEADER } from '../headers.ts'

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2'
-import type { ClientRequest, ClientResponse } from '../forward.ts'
+import type { ClientRequest, ClientResponse } from '../http-types.ts'
 import { CHAIN_AUTH_HEADER } from '../headers.ts'
 import { normalizeIp } from '../ip-match.ts'
 import type { Logger } from '../log.ts'

@@ -23,8 +23,9 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
-import { classifyUpstreamError, type UpstreamFailure } from '../forward.ts'
-import type { ChainUpgradeFn } from '../handler.ts'
+import { classifyUpstreamError } from '../forward.ts'
+import { type UpstreamFailure } from '../http-types.ts'
+import type { ChainUpgradeFn } from './types.ts'
 import { CHAIN_AUTH_HEADER, upstreamHeaders } from '../headers.ts'
 import { ChainError } from './errors.ts'
 import type { ChildPool } from './h2-pool.ts'

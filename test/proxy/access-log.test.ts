@@ -1,7 +1,7 @@
 // The hand-built access-log line is valid JSON whatever the client sends.
 import t from 'tap'
 import { createAccessLog } from '../../proxy/access-log.ts'
-import type { ClientRequest } from '../../proxy/forward.ts'
+import type { ClientRequest } from '../../proxy/http-types.ts'
 
 const entry = (req: ClientRequest, domain: string, client: string) => ({ req, domain, client, requestId: 'r-1', upstream: '', forwardedAt: 0, headersAt: 0, bytesOut: 0, bytesIn: -1 })
 

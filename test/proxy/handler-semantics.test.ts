@@ -17,7 +17,7 @@ import { createWebSocketProxy } from '../../proxy/websocket.ts'
 import { createIpMatcher } from '../../proxy/ip-match.ts'
 import { Router } from '../../proxy/router.ts'
 import { parseRouteTable } from '../../proxy/route-table.ts'
-import type { ClientResponse } from '../../proxy/forward.ts'
+import type { ClientResponse } from '../../proxy/http-types.ts'
 
 interface Harness {
   deps: HandlerDeps
