@@ -10,10 +10,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from './http-types.ts'
 import type { ProxyMetrics } from './metrics.ts'
-import type { Router, RouteEntry } from './router.ts'
+import type { RouteEntry } from './router.ts'
 import type { Logger } from './log.ts'
 import type { AccessEntry } from './access-log.ts'
 import type { ChainForwardFn, ChainUpgradeFn } from './chain/types.ts'
+import type { RouterHolder } from './served-routes.ts'
 import type { LiveHolder } from './live-settings.ts'
 import { MULCH_PSK_HEADER_NAME, resolveClient, upstreamHeaders } from './headers.ts'
 import { admitRequest, type ClosingResponse, type Refusal } from './rate-limit.ts'
@@ -24,11 +25,6 @@ import { CLIENT_ERROR_STATUS } from './client-errors.ts'
 import { writeRawRedirect, writeRawResponse } from './raw-response.ts'
 import { RequestIds, REQUEST_ID_HEADER } from './request-id.ts'
 import { normalizeIp } from './ip-match.ts'
-
-/** Holds the router being served; reloads replace `router` in one assignment. */
-export interface RouterHolder {
-  router: Router
-}
 
 /**
  * A request being answered (or a WebSocket open), as listed in the diagnostic dump;

@@ -19,9 +19,9 @@ import { buildLiveSettings, liveErrorPages, type LiveHolder, type LiveParts } fr
 import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
 import { loadConfig } from './config.ts'
 import type { ListenAddress } from './config-schema.ts'
-import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps, type RouterHolder } from './handler.ts'
+import { createRequestHandler, createUpgradeHandler, type ActiveRequest, type HandlerDeps } from './handler.ts'
 import { createRouteReloader } from './reload.ts'
-import { Router } from './router.ts'
+import { createServedRoutes } from './served-routes.ts'
 import { createListener, listenOn, type ManagedListener } from './server.ts'
 import { buildDump, writeDump } from './dump.ts'
 import { startExampleBackend } from './example-backend.ts'
@@ -122,7 +122,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     logger.error('data_dir is not usable: serving anyway', { dir: config.dataDir, reason: describeError(err) })
   }
 
-  const holder: RouterHolder = { router: new Router([]) }
+  // The served table: the route file's entries and a chain parent's chained domains, merged there.
+  const served = createServedRoutes({ logger, metrics })
+  const holder = served.holder
   const active = new Set<ActiveRequest>()
   const limiter = (): LiveHolder['settings']['limiter'] => live.settings.limiter
   metrics.rateTrackedIps = () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
@@ -158,16 +160,14 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       onRestart: () => { metrics.workerRestarts.inc() }
     })
   const challenges = pool === undefined ? undefined : createBroadcastChallengeStore((op, body) => { pool.broadcast(op, body) })
-  let chain: ChainRuntime | undefined
   const reloader = createRouteReloader({
     file: config.routesFile,
-    holder,
+    served,
     // A worker reads the same file as its primary, which says how each load went: once, not N+1 times.
     // (Its outcome still shows in this worker's metrics, which /metrics does not sum: the primary's count.)
     logger: worker === undefined ? logger : createLogger({ level: 'error', sink: DISCARD, base: {} }),
     metrics,
-    hasProfile: (name) => limiter().hasProfile(name),
-    chainEntries: () => chain?.entries() ?? []
+    hasProfile: (name) => limiter().hasProfile(name)
   })
 
   // TCP port forwards (SPEC §11): the port file plus the route file's `ports`.
@@ -190,7 +190,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       issuer: config.acme.enabled ? createRemoteIssuer(issuerKeyFromUrl(resolveDirectoryUrl(config.acme.directoryUrl)), worker.primary) : undefined
     }),
     ...(challenges === undefined ? {} : { challenges }),
-    policy: (domain) => (holder.router.has(domain) && hostnameProblem(domain) === undefined) || config.acme.extraDomains.includes(domain) || (chain?.ownHosts?.().includes(domain) ?? false),
+    policy: (domain) => (holder.router.has(domain) && hostnameProblem(domain) === undefined) || config.acme.extraDomains.includes(domain) || served.isOwnHost(domain),
     logger: logger.child({ component: 'certs' })
   })
   // A worker's "orders" are the primary's, counted there once.
@@ -198,7 +198,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   if (pool !== undefined) certs.on('certificate', (e) => { if (!e.removed) pool.broadcast('acme.certificate', { domain: e.domain }) })
   if (worker !== undefined) followPrimaryCertificates(certs, worker.primary, (domain, reason) => { logger.warn('cannot fetch a certificate from the primary', { domain, reason }) })
   metrics.certificateExpiries = () => certs.status()
-    .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || (chain?.ownHosts?.().includes(c.domain) ?? false)))
+    .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || served.isOwnHost(c.domain)))
     .map((c) => ({ domain: c.domain, notAfter: Math.floor(Date.parse(c.notAfter) / 1000) }))
     .filter((c) => Number.isFinite(c.notAfter))
 
@@ -215,6 +215,49 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   let mulchCerts: MulchCertExport | undefined
   let admin: http.Server | undefined
   let ready = false
+
+  // What a failed start undoes, whichever phase failed; then the error, in words.
+  const failStart = async (err: unknown): Promise<never> => {
+    await pool?.stop('start-up failed')
+    for (const handle of poolHandles.values()) handle.close()
+    await certs.stop().catch(() => {})
+    for (const l of listeners) l.destroyAll()
+    for (const l of listeners) l.stopAccepting()
+    admin?.close()
+    exampleBackend?.close()
+    sink.flush()
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (err instanceof CertError && (err.code === 'CERTS_EXTRA_INVALID' || err.code === 'CERTS_EXTRA_UNREADABLE' || err.code === 'CERTS_CONFIG_INVALID')) {
+      throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
+    }
+    throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
+      ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
+      : `start-up failed: ${e.message}`, { cause: err })
+  }
+
+  // The routes, then the chain (a parent's chained domains join the served table):
+  // everything built after this sees a chain that exists, or none.
+  const chain: ChainRuntime | undefined = await (async () => {
+    try {
+      if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
+      noteReload(await reloader.reload('start'))
+      // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
+      if (role.kind !== 'single' || config.chain.mode === 'none') return undefined
+      const runtime = await (await import('./chain/index.ts')).startChain({
+        config, logger, metrics, routeTable: () => reloader.table(), served, hasProfile: (name) => limiter().hasProfile(name),
+        // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
+        tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
+      })
+      if (runtime !== undefined) {
+        served.serveChained(runtime.entries())
+        served.setOwnHosts(runtime.ownHosts?.() ?? [])
+      }
+      return runtime
+    } catch (err) {
+      return await failStart(err)
+    }
+  })()
+
   const dumpSources = {
     active,
     connections: () => ({ ...Object.fromEntries(listeners.map((l) => [l.name, l.openSockets()])), tcp_forwards: tcp.openConnections() }),
@@ -295,39 +338,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   // a worker, which has neither, is smaller by their code (SPEC §12's memory goals).
   const adminModule = worker === undefined ? await import('./admin.ts') : undefined
   const adminApp = adminModule?.createAdminApp({ registry: pool === undefined ? metrics.registry : summedRegistry(metrics, pool), healthy: () => ready && reloader.status().lastSuccessAt !== undefined, status, page, dump, chainForget: () => chain?.forget })
-  // What a failed start undoes, whichever phase failed; then the error, in words.
-  const failStart = async (err: unknown): Promise<never> => {
-    await pool?.stop('start-up failed')
-    for (const handle of poolHandles.values()) handle.close()
-    await certs.stop().catch(() => {})
-    for (const l of listeners) l.destroyAll()
-    for (const l of listeners) l.stopAccepting()
-    admin?.close()
-    exampleBackend?.close()
-    sink.flush()
-    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
-    if (err instanceof CertError && (err.code === 'CERTS_EXTRA_INVALID' || err.code === 'CERTS_EXTRA_UNREADABLE' || err.code === 'CERTS_CONFIG_INVALID')) {
-      throw new ProxyError('CONFIG_INVALID', err.message, { cause: err })
-    }
-    throw new ProxyError('PROXY_UNAVAILABLE', e.code === 'EADDRINUSE' || e.code === 'EACCES'
-      ? `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${e.code === 'EACCES' ? 'permission denied (ports under 1024 need CAP_NET_BIND_SERVICE)' : 'address already in use'}`
-      : `start-up failed: ${e.message}`, { cause: err })
-  }
-
-  try {
-    if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
-    noteReload(await reloader.reload('start'))
-    // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
-    if (role.kind === 'single' && config.chain.mode !== 'none') chain = await (await import('./chain/index.ts')).startChain({
-      config, logger, metrics, routeTable: () => reloader.table(), onEntriesChanged: () => { reloader.rebuild() }, hasProfile: (name) => limiter().hasProfile(name),
-      // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
-      tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
-    })
-    if (chain !== undefined) reloader.rebuild()
-  } catch (err) {
-    return await failStart(err)
-  }
-
   const deps: HandlerDeps = {
     routes: holder,
     live,

@@ -1,7 +1,7 @@
 /**
  * @module proxy/reload
- * Loads the route file all or nothing: read, validate completely, build a new
- * Router, swap one reference. Any problem keeps the previous table, is logged with
+ * Loads the route file all or nothing: read, validate completely, hand the new
+ * entries to the served table (served-routes.ts), which swaps one reference. Any problem keeps the previous table, is logged with
  * its JSON path and counted. Reloads are serialised and bursts coalesce, so a storm
  * of SIGHUPs costs at most one reload in flight and one queued. The file is read by
  * route-file-read (regular files only, never a blocking open, size-capped), and a
@@ -15,11 +15,11 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
-import type { RouterHolder } from './handler.ts'
+import type { ServedRoutes } from './served-routes.ts'
 import { isEmptyLegacyTable, parseRouteFileText, type Route, type RouteProblem, type RouteTable } from './route-table.ts'
 import { createRouteParseClient, type RouteParseClient } from './route-parse-client.ts'
 import { readRouteFile, RouteFileReadError } from './route-file-read.ts'
-import { Router, type RouteEntry } from './router.ts'
+import type { RouteEntry } from './router.ts'
 import { servedProfileName } from './rate-profile.ts'
 
 export interface ReloadStatus {
@@ -52,8 +52,6 @@ export const INLINE_PARSE_MAX_CHARS = 64 * 1024
 export interface RouteReloader {
   /** Loads the file now (coalescing with a reload already running). */
   reload (reason: string): Promise<ReloadStatus>
-  /** Rebuilds the router from the last good table (e.g. when chained domains change). */
-  rebuild (): void
   /** The next reload parses the file even if unchanged (rate profiles changed: routes re-resolve theirs). */
   forget (): void
   /** The last good table (empty before the first load). */
@@ -70,13 +68,12 @@ export interface RouteReloader {
 
 export interface ReloaderOptions {
   file: string
-  holder: RouterHolder
+  /** Where the file's entries go into service (merged there with chained domains). */
+  served: Pick<ServedRoutes, 'serveFile'>
   logger: Logger
   metrics: ProxyMetrics
   /** Whether a rate profile exists; unknown names fall back to "default". */
   hasProfile: (name: string) => boolean
-  /** Domains chained to children (parent mode), merged after the file's routes. */
-  chainEntries?: () => Iterable<RouteEntry>
   /** Told of every new table (the certificate policy reads it). */
   onTable?: (table: RouteTable) => void
   /** Reads the file (tests inject a slow one); default readRouteFile. */
@@ -124,30 +121,6 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
   let pendingRead: { since: number } | undefined
   const inlineMaxChars = options.inlineMaxChars ?? INLINE_PARSE_MAX_CHARS
   let parser = options.parser
-
-  /** The file's entries by domain, as served (never changed once built). */
-  let fileMap = new Map<string, RouteEntry>()
-
-  /**
-   * Serves the file's entries plus the chained domains. The file's map is built
-   * as its routes arrive and reused as is when only chained domains change, so
-   * neither copies 100,000 entries in one event-loop turn.
-   */
-  function swap (nextFileMap?: Map<string, RouteEntry>): void {
-    if (nextFileMap !== undefined) fileMap = nextFileMap
-    const chained = new Map<string, RouteEntry>()
-    for (const entry of options.chainEntries?.() ?? []) {
-      if (fileMap.has(entry.domain)) {
-        logger.warn('chained domain shadowed by a route of the file', { domain: entry.domain, child: entry.chain?.child })
-        continue
-      }
-      if (!chained.has(entry.domain)) chained.set(entry.domain, entry)
-    }
-    const router = new Router(fileMap, chained)
-    options.holder.router = router
-    metrics.routes.set(router.size)
-    metrics.retainDomains(router)
-  }
 
   /**
    * Logs the first LOGGED_PROBLEMS problems one per line and the rest as one
@@ -200,7 +173,7 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
     current = table
     servedFormat = hash === undefined ? undefined : table.format
     lastHash = hash
-    swap(collected.map)
+    options.served.serveFile(collected.map)
     options.onTable?.(table)
     const now = new Date()
     Object.assign(status, { result: 'success', at: now.toISOString(), lastSuccessAt: now.toISOString(), routes: table.routes.length, format: table.format, sha256: hash, errors: [], warnings: warnings.slice(0, STATUS_PROBLEMS), errorCount: 0, warningCount })
@@ -314,7 +287,6 @@ export function createRouteReloader (options: ReloaderOptions): RouteReloader {
 
   return {
     reload,
-    rebuild: swap,
     forget: () => { lastHash = undefined },
     table: () => current,
     status: () => ({ ...status }),

@@ -71,6 +71,9 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   const registry = createChildRegistry({ leaseTtlMs: chain.leaseTtlMs, parentServes, maxChildren: chain.maxChildren })
   const pools = new Map<string, ChildPool>()
   const entriesByChild = new Map<string, readonly RouteEntry[]>()
+  function * chainedEntries (): Iterable<RouteEntry> {
+    for (const list of entriesByChild.values()) yield * list
+  }
 
   function poolFor (name: string): ChildPool | undefined {
     const record = registry.get(name)
@@ -135,7 +138,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     swapTimer = undefined
     if (stopped) return
     const start = performance.now()
-    deps.onEntriesChanged()
+    deps.served.serveChained(chainedEntries())
     lastSwapEnd = performance.now()
     lastSwapMs = lastSwapEnd - start
     // The store coalesces and spaces its writes too (SAVE_INTERVAL_MS).
@@ -330,9 +333,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
 
   const apiHost = new URL(chain.parentUrl).hostname
   return {
-    * entries () {
-      for (const list of entriesByChild.values()) yield * list
-    },
+    entries: chainedEntries,
     ownHosts: () => (listen.tls && apiHost !== 'localhost' && isIP(apiHost.replace(/^\[|\]$/g, '')) === 0 ? [apiHost] : []),
     forward,
     upgrade,

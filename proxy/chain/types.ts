@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts'
 import type { ProxyMetrics } from '../metrics.ts'
 import type { RouteEntry } from '../router.ts'
 import type { RouteTable } from '../route-table.ts'
+import type { ServedRoutes } from '../served-routes.ts'
 import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from '../http-types.ts'
 
 /** Forwards a chained domain's request to its child (parent mode); `stats` as the forwarder's. */
@@ -25,7 +26,7 @@ export type ChainUpgradeFn = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 /** What main.ts needs from the chain, whichever the mode. */
 export interface ChainRuntime {
-  /** Parent: the chained domains, merged into the router after the file's routes. */
+  /** Parent: the chained domains (also handed to ChainDeps.served whenever they change). */
   entries (): Iterable<RouteEntry>
   /** Parent: forwards a chained domain's request to its child over HTTP/2. */
   forward?: ChainForwardFn
@@ -71,8 +72,8 @@ export interface ChainDeps {
   metrics: ProxyMetrics
   /** The proxy's current route table (a child registers these domains). */
   routeTable: () => RouteTable
-  /** Called when the set of chained domains changes (parent): main rebuilds the router. */
-  onEntriesChanged: () => void
+  /** Where a parent's chained domains go into service (served-routes.ts), each time they change. */
+  served: Pick<ServedRoutes, 'serveChained'>
   /** Whether a rate profile exists now (a chained domain's unknown profile is served as "default"). */
   hasProfile: (name: string) => boolean
   /**

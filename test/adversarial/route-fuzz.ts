@@ -14,10 +14,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLogger, MAX_LINE_CHARS } from '../../proxy/log.ts'
 import { createMetrics } from '../../proxy/metrics.ts'
+import { createServedRoutes } from '../../proxy/served-routes.ts'
 import { createRouteReloader, LOGGED_PROBLEMS } from '../../proxy/reload.ts'
 import { isEmptyLegacyTable, parseRouteFileText, type RouteProblem } from '../../proxy/route-table.ts'
-import { Router } from '../../proxy/router.ts'
-import type { RouterHolder } from '../../proxy/handler.ts'
 
 export interface FuzzReport {
   files: number
@@ -149,8 +148,10 @@ async function runFuzz (count: number, seed: number): Promise<FuzzReport> {
   const file = join(dir, 'routes.json')
   const lines: string[] = []
   const logger = createLogger({ level: 'debug', sink: { write: (line) => { lines.push(line) }, flush: () => {} } })
-  const holder: RouterHolder = { router: new Router([]) }
-  const reloader = createRouteReloader({ file, holder, logger, metrics: createMetrics(), hasProfile: (name) => name === 'default' })
+  const metrics = createMetrics()
+  const served = createServedRoutes({ logger, metrics })
+  const holder = served.holder
+  const reloader = createRouteReloader({ file, served, logger, metrics, hasProfile: (name) => name === 'default' })
   const report: FuzzReport = { files: 0, accepted: 0, refused: 0, problems: 0, longestProblem: 0, longestLogLine: 0, mostLogLines: 0, ms: 0, violations: [] }
   const violation = (i: number, what: string): void => {
     if (report.violations.length < 50) report.violations.push(`file ${i} (seed ${seed}): ${what}`)

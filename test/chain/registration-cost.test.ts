@@ -32,13 +32,15 @@ async function inProcessParent (t: { teardown (fn: () => unknown): void }, maxCh
     metrics,
     hasProfile: (name) => name === 'default',
     routeTable: () => EMPTY,
-    onEntriesChanged () {
-      swaps++
-      // A swap walks every chained route (like reload.ts does): O(children).
-      let n = 0
-      for (const _ of runtime?.entries() ?? []) n++
+    served: {
+      serveChained (entries) {
+        swaps++
+        // A swap walks every chained route (like served-routes.ts does): O(children).
+        let n = 0
+        for (const _ of entries) n++
       const until = performance.now() + swapCostPerChildMs * n
-      while (performance.now() < until) { /* busy, like a big router build */ }
+        while (performance.now() < until) { /* busy, like a big router build */ }
+      }
     }
   })
   t.teardown(async () => { await runtime!.beginShutdown(); await runtime!.stop() })

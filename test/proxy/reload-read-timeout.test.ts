@@ -1,11 +1,10 @@
 // A route-file read that never returns (a hung file system) fails its reload after readTimeoutMs,
 // is never started twice, and later reloads work once it returns (issue 9 point 4), in process.
 import t from 'tap'
+import { createServedRoutes } from '../../proxy/served-routes.ts'
 import { createRouteReloader } from '../../proxy/reload.ts'
 import { createMetrics } from '../../proxy/metrics.ts'
 import { silentLogger } from '../../proxy/log.ts'
-import { Router } from '../../proxy/router.ts'
-import type { RouterHolder } from '../../proxy/handler.ts'
 
 t.test('a hung read fails the reload in time, holds no second read, and releases the reloader when it returns', async (t) => {
   const good = JSON.stringify({ version: 1, routes: [{ domain: 'a.test', target: 'http://10.0.0.1:80' }] })
@@ -14,12 +13,15 @@ t.test('a hung read fails the reload in time, holds no second read, and releases
   const keepAlive = setInterval(() => {}, 1000)
   t.teardown(() => { clearInterval(keepAlive) })
   let hang: ((text: string) => void) | undefined
-  const holder: RouterHolder = { router: new Router([]) }
+  const logger = silentLogger()
+  const metrics = createMetrics()
+  const servedRoutes = createServedRoutes({ logger, metrics })
+  const holder = servedRoutes.holder
   const reloader = createRouteReloader({
     file: '/routes.json',
-    holder,
-    logger: silentLogger(),
-    metrics: createMetrics(),
+    served: servedRoutes,
+    logger,
+    metrics,
     hasProfile: () => true,
     readTimeoutMs: 100,
     readFile: async () => {

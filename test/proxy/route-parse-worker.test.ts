@@ -5,8 +5,7 @@ import { createRouteReloader, INLINE_PARSE_MAX_CHARS, type ReloaderOptions } fro
 import { createRouteParseClient, type RouteParseClient } from '../../proxy/route-parse-client.ts'
 import { createMetrics } from '../../proxy/metrics.ts'
 import { silentLogger } from '../../proxy/log.ts'
-import { Router } from '../../proxy/router.ts'
-import type { RouterHolder } from '../../proxy/handler.ts'
+import { createServedRoutes, type RouterHolder, type ServedRoutes } from '../../proxy/served-routes.ts'
 import { pollUntil } from '../helpers/pebble.ts'
 
 function routesText (count: number, salt: string, extra: Array<Record<string, unknown>> = []): string {
@@ -15,24 +14,27 @@ function routesText (count: number, salt: string, extra: Array<Record<string, un
   return JSON.stringify({ version: 1, routes: [...routes, ...extra] })
 }
 
-interface Rig { holder: RouterHolder, reloader: ReturnType<typeof createRouteReloader>, setText: (text: string) => void, warnings: Array<Record<string, unknown>> }
+interface Rig { holder: RouterHolder, served: ServedRoutes, reloader: ReturnType<typeof createRouteReloader>, setText: (text: string) => void, warnings: Array<Record<string, unknown>> }
 
 function rig (t: { teardown (fn: () => unknown): void }, extra: Partial<ReloaderOptions> = {}): Rig {
   let text = '{"version":1,"routes":[]}'
-  const holder: RouterHolder = { router: new Router([]) }
   const warnings: Array<Record<string, unknown>> = []
-  const logger = silentLogger()
+  const silent = silentLogger()
+  const logger = { ...silent, warn: (msg: string, fields?: Record<string, unknown>) => { warnings.push({ msg, ...fields }) } } as typeof silent
+  const metrics = createMetrics()
+  const served = createServedRoutes({ logger, metrics })
+  const holder = served.holder
   const reloader = createRouteReloader({
     file: '/routes.json',
-    holder,
-    logger: { ...logger, warn: (msg: string, fields?: Record<string, unknown>) => { warnings.push({ msg, ...fields }) } } as typeof logger,
-    metrics: createMetrics(),
+    served,
+    logger,
+    metrics,
     hasProfile: (name) => name === 'default',
     readFile: async () => text,
     ...extra
   })
   t.teardown(() => reloader.close())
-  return { holder, reloader, setText: (next) => { text = next }, warnings }
+  return { holder, served, reloader, setText: (next) => { text = next }, warnings }
 }
 
 /** The longest gap between 1 ms timer ticks while `work` runs: how long the event loop was held. */
@@ -182,16 +184,17 @@ t.test('a worker that holds no table (restarted between two slices) refuses to a
   await t.rejects(parser.take(10, () => { t.fail('no slice') }), { code: 'ROUTE_PARSE_WORKER', message: 'the route parse worker failed: holds 0 routes, not the 10 asked for (restarted?)' })
 })
 
-t.test('a change of chained domains reuses the 100,000 file entries as they are (no long turn)', async (t) => {
+t.test('a change of chained domains (served-routes.ts) reuses the 100,000 file entries as they are (no long turn)', async (t) => {
   const chained = [{ domain: 'child.test', route: { domain: 'child.test', redirectCode: 302, redirectToHttps: false } as const, profile: 'default', chain: { child: 'c1', url: 'http://127.0.0.1:1' } }]
-  const { holder, reloader, setText, warnings } = rig(t, { chainEntries: () => chained })
+  const { holder, served, reloader, setText, warnings } = rig(t)
+  served.serveChained(chained)
   setText(routesText(100_000, 'f'))
   await reloader.reload('start')
   const before = holder.router
   t.equal(before.size, 100_001)
   chained.push({ ...chained[0], domain: 'child2.test' }, { ...chained[0], domain: 'd7.f.test' })
   const started = performance.now()
-  reloader.rebuild()
+  served.serveChained(chained)
   const ms = performance.now() - started
   t.not(holder.router, before, 'a new router')
   t.equal(holder.router.entries, before.entries, 'the file entries are the same map, not a copy')
