@@ -13,7 +13,7 @@ import type { ProxyConfig } from './config.ts'
 import { createLineSink, type LineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger } from './log.ts'
-import { createMetrics } from './metrics.ts'
+import { createMetrics, registerScrapeGauges } from './metrics.ts'
 import { prepareDataDir, writePidFile } from './process-files.ts'
 import { answerPrimary, inheritedHandle, serverHandle, summedRegistry } from './worker-wiring.ts'
 import { buildLiveSettings, liveErrorPages, type LiveHolder, type LiveParts } from './live-settings.ts'
@@ -125,7 +125,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const holder = served.holder
   const active = new Set<ActiveRequest>()
   const limiter = (): LiveHolder['settings']['limiter'] => live.settings.limiter
-  metrics.rateTrackedIps = () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
   if (worker === undefined) for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
   // Sockets the primary binds for its workers (filled at start, before the pool starts).
   const poolHandles = new Map<string, ListenHandle>()
@@ -195,10 +194,15 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   if (worker === undefined) certs.on('order', (e) => { metrics.acmeOrders.inc({ result: e.result }) })
   if (pool !== undefined) certs.on('certificate', (e) => { if (!e.removed) pool.broadcast('acme.certificate', { domain: e.domain }) })
   if (worker !== undefined) followPrimaryCertificates(certs, worker.primary, (domain, reason) => { logger.warn('cannot fetch a certificate from the primary', { domain, reason }) })
-  metrics.certificateExpiries = () => certs.status()
+  // The gauges read at scrape time, now that their sources exist.
+  registerScrapeGauges(metrics, {
+    certificateExpiries: () => certs.status()
     .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || served.isOwnHost(c.domain)))
     .map((c) => ({ domain: c.domain, notAfter: Math.floor(Date.parse(c.notAfter) / 1000) }))
-    .filter((c) => Number.isFinite(c.notAfter))
+    .filter((c) => Number.isFinite(c.notAfter)),
+    rateTrackedIps: () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps })),
+    tcpPorts: () => tcp.portCounts()
+  })
 
   const listeners: ManagedListener[] = []
   const ports: Record<string, number> = {}
