@@ -7,11 +7,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
-import { Agent, type Dispatcher } from 'undici'
+import { createRequire } from 'node:module'
+import type { Agent as AgentType, Dispatcher } from 'undici'
 import { downstreamHeaders } from './headers.ts'
 import { ProxyError } from './errors.ts'
 import { DeadlineQueue, type Deadline } from './deadline-queue.ts'
 import { UpstreamSlots, type SlotWaiter, type SlotTicket } from './upstream-slots.ts'
+
+/**
+ * undici's Agent alone, not its index: the index also loads fetch, WebSocket, the cache
+ * and cookies, which load Node's own bundled undici too (measured: 7 MiB of private
+ * memory in every worker, and 14 MiB of RSS), none of which a forwarder uses.
+ */
+const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof AgentType
+type Agent = AgentType
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest
 export type ClientResponse = ServerResponse | Http2ServerResponse

@@ -1,8 +1,8 @@
 /**
  * What a worker process loads (SPEC §12, issue 10's memory goals): not Node's TypeScript
  * stripper (its primary hands it the stripped sources, proxy/worker-sources.ts), and not
- * the modules only the primary uses (node-forge, acme-client, the admin's hono), each
- * megabytes per worker. Read from real processes by a probe preloaded into each of them.
+ * the modules only the primary uses (node-forge, acme-client, the admin's hono), nor
+ * undici's fetch and WebSocket (the forwarder uses its Agent alone): each megabytes per worker. Read from real processes by a probe preloaded into each of them.
  */
 import t from 'tap'
 import http from 'node:http'
@@ -43,6 +43,7 @@ t.test('workers load neither the TypeScript stripper nor the primary-only module
     t.same(w.internal, [], 'no TypeScript stripper (amaro) in a worker')
     t.same(w.loaded.filter((u) => u.endsWith('.ts')), [], 'no .ts module left to Node\'s own loading')
     t.ok(w.loaded.some((u) => u.includes('/node_modules/undici/')), 'the probe sees the worker\'s own loading (undici)')
+    t.same(w.loaded.filter((u) => /\/node_modules\/undici\/(index\.js|lib\/web\/)/.test(u)), [], 'undici\'s Agent only: not its index, fetch or WebSocket')
     for (const name of ['node-forge', 'acme-client', 'hono', '@hono']) {
       t.same(w.loaded.filter((u) => u.includes(`/node_modules/${name}/`)), [], `no ${name} in a worker`)
     }
