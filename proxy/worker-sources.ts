@@ -26,6 +26,21 @@ export const WORKER_MAIN_URL = new URL('./worker-main.ts', import.meta.url).href
 export const SOURCES_FD = 4
 export const SOURCES_FD_ENV = 'VMFRONT_WORKER_SOURCES_FD'
 
+/**
+ * V8's young generation for a worker, in MiB per semi-space. V8's default lets it grow
+ * to 32 (64 MiB of new space) under load; requests' garbage dies young, and 8 keeps
+ * the peak about 25 MiB lower per worker at the same GC share of CPU (measured with
+ * `npm run bench:workers`; README "Workers and takeover"). A value the operator set
+ * (node's own flags or NODE_OPTIONS) wins.
+ */
+export const WORKER_SEMI_SPACE_MIB = 8
+
+/** The node flags a worker starts with: the primary's own, after our defaults (later ones win). */
+export function workerExecArgv (execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
+  const set = [...execArgv, nodeOptions].some((a) => /--max[-_]semi[-_]space[-_]size/.test(a))
+  return [...(set ? [] : [`--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`]), ...execArgv]
+}
+
 /** Relative .ts specifiers in stripped code: static imports and re-exports, side-effect and dynamic imports with a literal. */
 const TS_SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(?\s*)(['"])(\.{1,2}\/[^'"]+\.ts)\1/g
 
@@ -82,7 +97,7 @@ export function createWorkerForker (): WorkerForker {
       const child = fork(ENTRY, [...args], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
         env: { ...env, [SOURCES_FD_ENV]: String(SOURCES_FD) },
-        execArgv: process.execArgv
+        execArgv: workerExecArgv()
       })
       const pipe = child.stdio[SOURCES_FD]
       if (pipe !== null && pipe !== undefined && 'end' in pipe) {

@@ -32,6 +32,7 @@ t.test('workers load neither the TypeScript stripper nor the primary-only module
   })
   for (let i = 0; i < 20; i++) t.equal(await get(proxy.ports.http, 'app.test'), 200, 'served by a worker')
   t.equal(await proxy.stop(), 0, 'stopped cleanly')
+  t.notMatch(proxy.stderr(), /Warning/, 'stripping for the workers printed no (Experimental)Warning')
 
   const reports = readdirSync(probeDir).map((f) => JSON.parse(readFileSync(join(probeDir, f), 'utf8')) as ProbeReport)
   const primary = reports.filter((r) => r.entry.endsWith('proxy/cli.ts'))
