@@ -9,9 +9,15 @@ import http from 'node:http'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startBackend } from '../helpers/backend.ts'
-import { ROOT, routesDoc, startProxyProcess, tempDir } from '../helpers/proxy-process.ts'
+import { ROOT, routesDoc, startProxyProcess, tempDir, type ProxyProcess } from '../helpers/proxy-process.ts'
+import { pollUntil } from '../helpers/pebble.ts'
 
 interface ProbeReport { entry: string, loaded: string[], internal: string[] }
+
+async function workerPids (proxy: ProxyProcess): Promise<Array<{ pid: number, role: string }>> {
+  const res = await fetch(`http://127.0.0.1:${proxy.ports.admin}/status`)
+  return ((await res.json()) as { workers: Array<{ pid: number, role: string }> }).workers.filter((w) => w.role.startsWith('worker'))
+}
 
 function get (port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,6 +37,16 @@ t.test('workers load neither the TypeScript stripper nor the primary-only module
     env: { NODE_OPTIONS: `--import ${join(ROOT, 'test/fixtures/worker-load-probe.mjs')}`, VMFRONT_LOAD_PROBE_DIR: probeDir }
   })
   for (let i = 0; i < 20; i++) t.equal(await get(proxy.ports.http, 'app.test'), 200, 'served by a worker')
+  // A replacement after kill -9 starts the same way (it writes no report; its replacement does).
+  const [victim] = await workerPids(proxy)
+  process.kill(victim.pid, 'SIGKILL')
+  let replacement = 0
+  await pollUntil(async () => {
+    const now = await workerPids(proxy)
+    replacement = now.find((w) => w.role === victim.role && w.pid !== victim.pid)?.pid ?? 0
+    return replacement !== 0 && now.every((w) => !w.role.includes('starting'))
+  }, 10_000, 'the replacement worker serving')
+  for (let i = 0; i < 10; i++) t.equal(await get(proxy.ports.http, 'app.test'), 200, 'served')
   t.equal(await proxy.stop(), 0, 'stopped cleanly')
   t.notMatch(proxy.stderr(), /Warning/, 'stripping for the workers printed no (Experimental)Warning')
 
@@ -38,6 +54,7 @@ t.test('workers load neither the TypeScript stripper nor the primary-only module
   const primary = reports.filter((r) => r.entry.endsWith('proxy/cli.ts'))
   const workers = reports.filter((r) => !r.entry.endsWith('proxy/cli.ts'))
   t.equal(workers.length, 2, 'both workers reported')
+  t.ok(readdirSync(probeDir).includes(`${replacement}.json`), 'the replacement among them')
   t.equal(primary.length, 1, 'the primary reported')
   t.ok(primary[0].internal.some((m) => m.includes('amaro')), 'the probe sees the stripper where it is loaded (the primary)')
   for (const w of workers) {
