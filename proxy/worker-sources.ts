@@ -27,11 +27,11 @@ export const SOURCES_FD = 4
 export const SOURCES_FD_ENV = 'VMFRONT_WORKER_SOURCES_FD'
 
 /**
- * V8's young generation for a worker, in MiB per semi-space. V8's default lets it grow
- * to 32 (64 MiB of new space) under load; requests' garbage dies young, and 8 keeps
- * the peak about 25 MiB lower per worker at the same GC share of CPU (measured with
- * `npm run bench:workers`; README "Workers and takeover"). A value the operator set
- * (node's own flags or NODE_OPTIONS) wins.
+ * V8's young generation for a worker, in MiB per semi-space. V8's default lets new
+ * space grow to 64-128 MiB under the bench load; requests' garbage dies young, and 8
+ * (16 MiB of new space) keeps a worker's peak about 20 MiB lower at the same share of
+ * CPU spent in GC (measured under `npm run bench:workers`; README "Workers and
+ * takeover"). A value the operator set (node's own flags or NODE_OPTIONS) wins.
  */
 export const WORKER_SEMI_SPACE_MIB = 8
 

@@ -2,7 +2,9 @@
  * What a worker process loads (SPEC §12, issue 10's memory goals): not Node's TypeScript
  * stripper (its primary hands it the stripped sources, proxy/worker-sources.ts), and not
  * the modules only the primary uses (node-forge, acme-client, the admin's hono), nor
- * undici's fetch and WebSocket (the forwarder uses its Agent alone): each megabytes per worker. Read from real processes by a probe preloaded into each of them.
+ * undici's fetch and WebSocket (the forwarder uses its Agent alone), nor Node's bundled
+ * undici (pulled in by an ESM import of node:http): each megabytes per worker. Read from
+ * real processes by a probe preloaded into each of them.
  */
 import t from 'tap'
 import http from 'node:http'
