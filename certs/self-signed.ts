@@ -4,7 +4,8 @@
  * the browser shows a certificate warning instead of a connection reset. Made once per manager.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import forge from 'node-forge'
+import { createRequire } from 'node:module'
+import type forgeTypes from 'node-forge'
 import { createCachedCert, type CachedCert } from './cache.ts'
 
 /** Subject common name of the fallback, visible in the browser's certificate warning. */
@@ -24,8 +25,11 @@ export const FALLBACK_SAN_NAME = 'vmfront-fallback.invalid'
  * only assembles and signs the certificate. Called once per manager, never on a handshake.
  */
 export function createSelfSignedFallback (): CachedCert {
+  // Loaded here, not at import: only the process that makes the fallback needs forge (a proxy's
+  // workers are given their primary's), and it costs megabytes in every process that loads it.
+  const forge = createRequire(import.meta.url)('node-forge') as typeof forgeTypes
   const keyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey
+  const key = forge.pki.privateKeyFromPem(keyPem) as forgeTypes.pki.rsa.PrivateKey
   const cert = forge.pki.createCertificate()
   cert.publicKey = forge.pki.rsa.setPublicKey(key.n, key.e)
   // Positive serial: a leading 0x01 keeps the high bit clear.

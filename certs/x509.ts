@@ -7,7 +7,6 @@
 import { createPrivateKey, generateKeyPair, X509Certificate } from 'node:crypto'
 import { promisify } from 'node:util'
 import type * as acmeTypes from 'acme-client'
-import forge from 'node-forge'
 import { ariCertId } from './ari.ts'
 import { CertError, errorMessage } from './errors.ts'
 
@@ -45,36 +44,73 @@ export function splitPemCertificates (pem: string): string[] {
   return pem.match(PEM_CERT) ?? []
 }
 
-type Asn1 = forge.asn1.Asn1
+/** One DER TLV: its tag octet, and where its content lies in the buffer. */
+interface Tlv { readonly tag: number, readonly start: number, readonly end: number }
 
-function children (node: Asn1 | undefined): Asn1[] {
-  return Array.isArray(node?.value) ? node.value : []
+/**
+ * The TLV at `at` (DER: single-octet tags, definite lengths of at most 4 octets, which is all an
+ * X.509 certificate uses).
+ * @throws Error when the encoding runs past `limit` or uses a form DER does not allow
+ */
+function readTlv (der: Buffer, at: number, limit: number): Tlv {
+  if (at + 2 > limit) throw new Error('truncated DER')
+  const tag = der[at]
+  if ((tag & 0x1f) === 0x1f) throw new Error('multi-octet DER tag')
+  let len = der[at + 1]
+  let start = at + 2
+  if (len >= 0x80) {
+    const octets = len & 0x7f
+    if (octets === 0 || octets > 4 || start + octets > limit) throw new Error('bad DER length')
+    len = 0
+    for (let i = 0; i < octets; i++) len = len * 256 + der[start + i]
+    start += octets
+  }
+  if (start + len > limit) throw new Error('truncated DER')
+  return { tag, start, end: start + len }
 }
+
+/** The TLVs directly inside a constructed `node`. */
+function childrenOf (der: Buffer, node: Tlv): Tlv[] {
+  const out: Tlv[] = []
+  for (let at = node.start; at < node.end;) {
+    const child = readTlv(der, at, node.end)
+    out.push(child)
+    at = child.end
+  }
+  return out
+}
+
+/** DER of the OID 2.5.29.35 (authorityKeyIdentifier). */
+const OID_AKI = Buffer.from([0x55, 0x1d, 0x23])
 
 /**
  * Reads the serial's DER content octets and the Authority Key Identifier's keyIdentifier from a
  * DER certificate. node:crypto exposes neither in DER form (its serialNumber drops leading zero
- * octets, which RFC 9773 requires), and forge's certificate parser rejects EC keys, so this
- * walks the ASN.1 directly: Certificate → tbsCertificate → serialNumber / [3] extensions.
+ * octets, which RFC 9773 requires), so this walks the DER directly: Certificate →
+ * tbsCertificate → serialNumber / [3] extensions. (A hand walk rather than node-forge: workers
+ * parse certificates, and forge alone adds megabytes to each.)
  */
 export function readSerialAndAki (der: Buffer): { serial: Buffer, aki: Buffer | undefined } {
-  const cert = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')))
-  const tbs = children(children(cert)[0])
-  const hasVersion = tbs[0]?.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && tbs[0]?.type === 0
+  const cert = readTlv(der, 0, der.length)
+  const tbsNode = childrenOf(der, cert)[0]
+  if (tbsNode === undefined) throw new Error('certificate has no tbsCertificate')
+  const tbs = childrenOf(der, tbsNode)
+  const hasVersion = tbs[0]?.tag === 0xa0 // [0] EXPLICIT version
   const serialNode = tbs[hasVersion ? 1 : 0]
-  if (serialNode === undefined || typeof serialNode.value !== 'string') throw new Error('certificate has no serial number')
-  const serial = Buffer.from(serialNode.value, 'binary')
-  const extsWrapper = tbs.find((n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 3)
+  if (serialNode === undefined || serialNode.tag !== 0x02) throw new Error('certificate has no serial number')
+  const serial = Buffer.from(der.subarray(serialNode.start, serialNode.end))
+  const extsWrapper = tbs.find((n) => n.tag === 0xa3) // [3] EXPLICIT extensions
   let aki: Buffer | undefined
-  for (const ext of children(children(extsWrapper)[0])) {
-    const parts = children(ext)
-    const oid = typeof parts[0]?.value === 'string' ? forge.asn1.derToOid(parts[0].value) : ''
-    if (oid !== '2.5.29.35') continue
-    const octets = parts[parts.length - 1]?.value
-    if (typeof octets !== 'string') break
-    const akiSeq = forge.asn1.fromDer(forge.util.createBuffer(octets))
-    const keyId = children(akiSeq).find((n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 0)
-    if (keyId !== undefined && typeof keyId.value === 'string') aki = Buffer.from(keyId.value, 'binary')
+  const exts = extsWrapper === undefined ? [] : childrenOf(der, extsWrapper)
+  for (const ext of exts[0] === undefined ? [] : childrenOf(der, exts[0])) {
+    const parts = childrenOf(der, ext)
+    const oid = parts[0]
+    if (oid === undefined || oid.tag !== 0x06 || !der.subarray(oid.start, oid.end).equals(OID_AKI)) continue
+    const octets = parts[parts.length - 1]
+    if (octets === undefined || octets.tag !== 0x04) break
+    const akiSeq = readTlv(der, octets.start, octets.end)
+    const keyId = childrenOf(der, akiSeq).find((n) => n.tag === 0x80) // [0] IMPLICIT keyIdentifier
+    if (keyId !== undefined) aki = Buffer.from(der.subarray(keyId.start, keyId.end))
   }
   return { serial, aki }
 }

@@ -3,11 +3,12 @@
  * The tiny backend the embedded default starts, so `npm start` shows a request
  * going through the proxy to a "VM" and back.
  */
-import http from 'node:http'
+import type http from 'node:http'
 import type { ListenAddress } from './config-schema.ts'
 
 export function startExampleBackend (address: ListenAddress): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  // Not an ESM import of node:http (see server.ts).
+  const server = process.getBuiltinModule('node:http').createServer((req, res) => {
     const body = JSON.stringify({
       message: 'Hello from the vmfront example backend',
       host: req.headers.host,

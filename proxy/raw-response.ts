@@ -5,10 +5,12 @@
  * reach a VM. The socket is closed once the answer is written; a client that does
  * not read it is cut after LINGER_MS.
  */
-import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ErrorPages } from './error-pages.ts'
+
+// Not an ESM import of node:http: see server.ts.
+const { STATUS_CODES } = process.getBuiltinModule('node:http')
 
 /** How long an answer may take to reach a client that does not read, before the socket is cut. */
 const LINGER_MS = 10_000

@@ -4,7 +4,7 @@
  * by ALPN. Strict parsing and client timeouts are set here; connections and
  * upgraded sockets are tracked so a shutdown can drain them.
  */
-import http from 'node:http'
+import type http from 'node:http'
 import http2 from 'node:http2'
 import { Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -19,6 +19,10 @@ import { guardHttp2Sessions, H2_GUARD_DEFAULTS, H2_MAX_CONCURRENT_STREAMS, type 
 import { TLS_SERVER_POLICY } from './tls-policy.ts'
 import { createLogThrottle } from './log-throttle.ts'
 import { listenOnHandle, type ListenHandle } from './listen-handle.ts'
+
+// node:http by process.getBuiltinModule, not an ESM import: importing it makes Node build
+// its ESM namespace, which loads Node's bundled undici for http.WebSocket (3.4 MiB in a worker).
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http')
 
 export interface ListenerOptions {
   requestHeadersMs: number
@@ -117,7 +121,7 @@ export function createListener (
     handler(req, res)
   }
   if (tls === undefined) {
-    server = http.createServer({
+    server = createHttpServer({
       headersTimeout: options.requestHeadersMs,
       requestTimeout: 0,
       keepAliveTimeout: options.clientIdleMs,

@@ -13,12 +13,11 @@
  * operator sees (and can kill -9) each one. What must be one is kept in the
  * primary and reached over IPC (rate limits, ACME); see the README for figures.
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import { createIpcPeer, type IpcPeer } from './worker-ipc.ts'
+import { createWorkerForker } from './worker-sources.ts'
 import type { Logger } from './log.ts'
 
-const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url))
 /** A worker that exits sooner than this after its start counts as crash-looping. */
 const EARLY_EXIT_MS = 1000
 const MAX_RESTART_DELAY_MS = 5000
@@ -75,13 +74,11 @@ export function createWorkerPool (options: WorkerPoolOptions): WorkerPool {
   let stopping = false
   let wanted = options.count
   const log = options.logger
+  // Forks workers without the TypeScript stripper (worker-sources.ts).
+  const forker = createWorkerForker()
 
   function spawn (slot: number, restarts: number): Promise<void> {
-    const child = fork(WORKER_ENTRY, [...options.configArgs], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, VMFRONT_WORKER_SLOT: String(slot) },
-      execArgv: process.execArgv
-    })
+    const child = forker.fork(options.configArgs, { ...process.env, VMFRONT_WORKER_SLOT: String(slot) })
     const peer = createIpcPeer(child)
     const entry: WorkerSlot = { slot, pid: child.pid ?? 0, startedAt: Date.now(), restarts, ready: false, peer, child }
     slots[slot] = entry

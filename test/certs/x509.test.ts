@@ -51,3 +51,32 @@ t.test('a serial with the high bit set keeps its leading zero octet (RFC 9773 ne
   t.equal(serial.toString('hex'), '00876543210a')
   t.equal(aki, undefined, 'no AKI extension: no ARI ID')
 })
+
+// readSerialAndAki walks the DER by hand (workers must not load node-forge): it must read what
+// forge's ASN.1 parser reads, and refuse what is cut short.
+function forgeSerialAndAki (der: Buffer): { serial: string, aki: string | undefined } {
+  const kids = (n: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] => Array.isArray(n?.value) ? n.value : []
+  const tbs = kids(kids(forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary'))))[0])
+  const serial = Buffer.from(tbs[tbs[0].type === 0 ? 1 : 0].value as string, 'binary').toString('hex')
+  let aki: string | undefined
+  for (const ext of kids(kids(tbs.find((n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 3))[0])) {
+    const parts = kids(ext)
+    if (forge.asn1.derToOid(parts[0].value as string) !== '2.5.29.35') continue
+    const keyId = kids(forge.asn1.fromDer(forge.util.createBuffer(parts[parts.length - 1].value as string))).find((n) => n.type === 0)
+    aki = Buffer.from(keyId?.value as string, 'binary').toString('hex')
+  }
+  return { serial, aki }
+}
+
+t.test('the DER walk reads what forge reads, and refuses a truncated certificate', async (t) => {
+  const ca = issueTestCert({ isCa: true, commonName: 'Walk CA' })
+  const leaf = issueTestCert({ issuer: ca, dnsNames: ['walk.test'] })
+  for (const pem of [ca.certPem, leaf.certPem]) {
+    const der = new X509Certificate(pem).raw
+    const ours = readSerialAndAki(der)
+    t.same({ serial: ours.serial.toString('hex'), aki: ours.aki?.toString('hex') }, forgeSerialAndAki(der))
+  }
+  t.ok(readSerialAndAki(new X509Certificate(leaf.certPem).raw).aki !== undefined, 'the leaf has an AKI')
+  const der = new X509Certificate(leaf.certPem).raw
+  for (const cut of [1, 3, 10, 200, der.length - 1]) t.throws(() => readSerialAndAki(der.subarray(0, cut)), `cut at ${cut}`)
+})
