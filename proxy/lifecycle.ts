@@ -27,6 +27,8 @@ export interface DrainSteps {
    * Stop accepting: new connections are refused from here on (after a takeover, the
    * new process accepts them). `handedOver`: the sockets now belong to a new process,
    * so idle keep-alive clients are left a moment to send their next request here.
+   * Its synchronous part (up to its first await) must stop every listener of this
+   * process: a takeover answers "draining" right after calling `drain` (takeover.ts).
    */
   stopAccepting (reason: string, handedOver: boolean): Promise<void>
   /** After "draining" is said: workers drain, a child deregisters from its parent. */

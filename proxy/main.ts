@@ -408,7 +408,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   if (worker === undefined) await portReloader.reload(reloader.table().ports)
 
   if (worker === undefined) try {
-    writePidFile(config.pidFile, logger)
+    writePidFile(config.pidFile, logger, options.takeover?.pid)
   } catch (err) {
     // A full disk must not stop serving; only the daemon's signals cannot find this proxy.
     rmSync(`${config.pidFile}.tmp`, { force: true })

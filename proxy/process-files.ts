@@ -7,11 +7,14 @@ import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSyn
 import { dirname } from 'node:path'
 import type { Logger } from './log.ts'
 
-/** Writes `file` with this process's PID (atomically, without a newline: mulchd's Atoi reads it). */
-export function writePidFile (file: string, logger: Logger): void {
+/**
+ * Writes `file` with this process's PID (atomically, without a newline: mulchd's Atoi
+ * reads it). `takingOverFrom`: the PID a `--takeover` replaces, whose file this is meant to replace.
+ */
+export function writePidFile (file: string, logger: Logger, takingOverFrom?: number): void {
   try {
     const previous = Number(readFileSync(file, 'utf8').trim())
-    if (Number.isInteger(previous) && previous > 0 && previous !== process.pid) {
+    if (Number.isInteger(previous) && previous > 0 && previous !== process.pid && previous !== takingOverFrom) {
       try {
         process.kill(previous, 0)
         logger.warn('pid file names a live process: replacing it', { file, pid: previous })

@@ -187,10 +187,14 @@ export function serveTakeover (pidFile: string, options: {
       } else if (m.op === 'drain') {
         // Our socket file goes first (closing the server unlinks its path): the new
         // process makes its own as soon as it reads "draining", and an unlink after
-        // that would remove the new one.
+        // that would remove the new one. The drain starts before the answer too: it
+        // stops accepting on every socket at once (synchronously), and once the new
+        // process reads "draining" it says it serves (`--detach` returns): a
+        // connection made after that must not be accepted here, where it would be
+        // closed with the admin listener at the end of this drain.
         closeServer()
-        ch.send({ op: 'draining' })
         options.drain(newPid)
+        ch.send({ op: 'draining' })
       }
     }, done)
   })
