@@ -139,7 +139,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       configArgs: primaryRole.configArgs,
       handles: poolHandles,
       logger,
-      attach: (peer) => {
+      attach: (peer, slot) => {
         const held = serveRateLimits(limiter, peer)
         serveCertificates(certs, peer)
         peer.handle('certs.fallback', () => certs.defaultSecureContextOptions())
@@ -155,7 +155,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
           if (handle !== undefined) await peer.sendHandle('listen', { name }, handle)
           return handle !== undefined
         })
-        return { detach: held.release }
+        // The chain's one registry or registration, and the tickets its workers share (proxy/chain/shared.ts).
+        const chainHeld = chain?.attachWorker?.(peer, slot)
+        return { detach: () => { held.release(); chainHeld?.() } }
       },
       onRestart: () => { metrics.workerRestarts.inc() }
     })
@@ -241,10 +243,11 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     try {
       if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
       noteReload(await reloader.reload('start'))
-      // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
-      if (role.kind !== 'single' || config.chain.mode === 'none') return undefined
+      if (config.chain.mode === 'none') return undefined
       const runtime = await (await import('./chain/index.ts')).startChain({
         config, logger, metrics, routeTable: () => reloader.table(), served, hasProfile: (name) => limiter().hasProfile(name),
+        // With workers, the primary keeps the chain's one API, registry or registration (proxy/chain/shared.ts).
+        ...(role.kind === 'single' ? {} : { workers: role.kind === 'primary' ? { role: 'primary' as const } : { role: 'worker' as const, slot: role.slot, primary: role.primary } }),
         // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
         tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
       })
@@ -267,7 +270,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   }
   const dump = async (): Promise<string> => {
     const fromWorkers = pool === undefined ? undefined : (await pool.gather<object>('dump')).map((w) => ({ ...w.value, worker: w.slot }))
-    const file = await writeDump(config.dataDir, dumpSources, fromWorkers)
+    // A primary's chain status asks its workers (their sessions).
+    const chainNow = await chain?.status()
+    const file = await writeDump(config.dataDir, { ...dumpSources, chain: () => chainNow }, fromWorkers)
     logger.info('diagnostic dump written', { file })
     return file
   }
@@ -287,7 +292,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     }))]
   }
   const inFlightTotal = (ws: WorkerInfo[]): number => ws.reduce((n, w) => n + w.inFlight, 0)
-  const chainStatus = (): StatusPageInput['chain'] => ({ mode: config.chain.mode, ...(chain?.status() as object | undefined) })
+  const chainStatus = async (): Promise<StatusPageInput['chain']> => ({ mode: config.chain.mode, ...(await chain?.status() as object | undefined) })
   const status = async (): Promise<unknown> => {
     const ws = await workers()
     return {
@@ -303,7 +308,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     rate_limits: limiter().snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: chainStatus(),
+    chain: await chainStatus(),
     tcp_ports: tcp.status(),
     upstream_errors: {
       total: upstreamErrors.total(),
@@ -323,7 +328,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     routes: reloader.table().routes,
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: chainStatus(),
+    chain: await chainStatus(),
     rateLimits: limiter().snapshot({ top: 10 }),
     upstreamErrors,
     workers: await workers(),
@@ -473,9 +478,10 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     // A worker says it in its own words: "shutting down: draining" is the proxy's (the
     // primary's, once every worker has stopped accepting), which operators and tests wait for.
     logger.info(worker === undefined ? 'shutting down: draining' : 'worker draining', { reason, in_flight: active.size, drain_ms: drainMs })
+    // A child deregisters before the drain (its workers' parent sessions get GOAWAY in their own drain).
+    await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     // Workers drain their own requests (each within timeouts.drain) and exit.
     await pool?.stop(reason, drainMs + 5000)
-    await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
     const deadline = Date.now() + drainMs
     await new Promise<void>((resolve) => {
       const check = (): void => {
