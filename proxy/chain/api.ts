@@ -37,8 +37,9 @@ export interface ChainApiDeps {
   conflicts: (name: string, domains: readonly string[]) => DomainConflict[]
   status: () => unknown
   /**
-   * Resolves once the last change is served (by every worker, SPEC §12): a
-   * registration is answered only then, so a registered child is served everywhere.
+   * Resolves once the last change is served (by every worker, SPEC §12): a lone
+   * registration is answered only then, so it is served everywhere (a burst's
+   * spaced swaps are not waited for).
    */
   inService?: () => Promise<void>
 }

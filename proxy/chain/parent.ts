@@ -133,9 +133,15 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   let served: Promise<void> = Promise.resolve()
   let waiting: Array<() => void> = []
 
-  /** Resolves once every change made so far is served (here, or by every worker). */
-  function inService (): Promise<void> {
+  /**
+   * Resolves once every change made so far is served (here, or by every worker).
+   * `unlessSpaced`: not when the next swap is spaced out (a burst), which a
+   * registration's answer does not wait for: it would cost every registration of
+   * a burst a swap of its own, which spacing them avoids.
+   */
+  function inService (unlessSpaced = false): Promise<void> {
     if (!swapPending || stopped) return served
+    if (unlessSpaced && swapTimer !== undefined) return Promise.resolve()
     return new Promise((resolve) => { waiting.push(resolve) })
   }
 
@@ -158,9 +164,10 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     }
     const start = performance.now()
     deps.served.serveChained(chainedEntries())
+    // A primary's workers each swap too, after the snapshot is built here: spaced alike.
+    served = publish()
     lastSwapEnd = performance.now()
     lastSwapMs = lastSwapEnd - start
-    served = publish()
     void served.then(() => { for (const r of resolve) r() })
     // The store coalesces and spaces its writes too (SAVE_INTERVAL_MS).
     if (save) void store.save(() => registry.children())
@@ -302,7 +309,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     deregister,
     conflicts: (name, domains) => registry.conflicts(name, domains),
     status,
-    inService
+    inService: () => inService(true)
   })
   // mulch-proxy children register on the same listener, in the same namespace.
   addMulchRoutes(app, {
@@ -317,7 +324,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       const record = registry.get(owner)
       return record?.protocol === 'mulch' ? new URL(record.url).hostname : owner
     },
-    inService
+    inService: () => inService(true)
   })
 
   const listen = apiListenAddress(chain.parentUrl)
