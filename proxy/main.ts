@@ -1,8 +1,9 @@
 /**
  * @module proxy/main
- * Runs one proxy process: builds the parts from the checked config, listens, and
- * wires the signals (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump). The only
- * module with process-wide side effects.
+ * Runs one proxy process, the composition root: builds the parts from the checked
+ * config in dependency order, listens, and hands lifecycle.ts the steps of its drain
+ * and the signal handlers (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR2 dump, SIGUSR1
+ * log reopen). With lifecycle.ts, the only module with process-wide side effects.
  */
 import { rmSync } from 'node:fs'
 import type http from 'node:http'
@@ -12,8 +13,8 @@ import type { ProxyConfig } from './config.ts'
 import { createLineSink, type LineSink } from './line-sink.ts'
 import { openLogFile } from './log-file.ts'
 import { createLogger } from './log.ts'
-import { createMetrics } from './metrics.ts'
-import { prepareDataDir, removePidFile, writePidFile } from './process-files.ts'
+import { createMetrics, registerScrapeGauges } from './metrics.ts'
+import { prepareDataDir, writePidFile } from './process-files.ts'
 import { answerPrimary, inheritedHandle, serverHandle, summedRegistry } from './worker-wiring.ts'
 import { buildLiveSettings, liveErrorPages, type LiveHolder, type LiveParts } from './live-settings.ts'
 import { createConfigReloader, retireListener, type ListenerName, type Rebound } from './config-reload.ts'
@@ -41,6 +42,7 @@ import { createBroadcastChallengeStore, createRemoteIssuer, createSharedChalleng
 import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
 import { bindListenHandle, handlePort, listenOnHandle, type ListenHandle } from './listen-handle.ts'
 import { serveTakeover, type TakenOver, type TakeoverServer } from './takeover.ts'
+import { createLifecycle, handleProcessSignals, TAKEOVER_REASON } from './lifecycle.ts'
 
 /** A running proxy, for tests and the CLI. */
 export interface RunningProxy {
@@ -60,10 +62,6 @@ export interface RunningProxy {
 /** A sink for what a worker leaves to its primary to say. */
 const DISCARD: LineSink = { write () {}, flush () {} }
 
-/** The drain reason of a takeover (the workers' drain sees it too). */
-const TAKEOVER_REASON = 'takeover by pid'
-/** How long a drain after a takeover leaves idle keep-alive connections open. */
-const IDLE_GRACE_MS = 1000
 
 function createCertManagerOrFail (options: Parameters<typeof createCertManager>[0]): ReturnType<typeof createCertManager> {
   try {
@@ -127,7 +125,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   const holder = served.holder
   const active = new Set<ActiveRequest>()
   const limiter = (): LiveHolder['settings']['limiter'] => live.settings.limiter
-  metrics.rateTrackedIps = () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps }))
   if (worker === undefined) for (const warning of config.warnings) logger.warn('config warning', { file: config.file, warning })
   // Sockets the primary binds for its workers (filled at start, before the pool starts).
   const poolHandles = new Map<string, ListenHandle>()
@@ -199,10 +196,15 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   if (worker === undefined) certs.on('order', (e) => { metrics.acmeOrders.inc({ result: e.result }) })
   if (pool !== undefined) certs.on('certificate', (e) => { if (!e.removed) pool.broadcast('acme.certificate', { domain: e.domain }) })
   if (worker !== undefined) followPrimaryCertificates(certs, worker.primary, (domain, reason) => { logger.warn('cannot fetch a certificate from the primary', { domain, reason }) })
-  metrics.certificateExpiries = () => certs.status()
+  // The gauges read at scrape time, now that their sources exist.
+  registerScrapeGauges(metrics, {
+    certificateExpiries: () => certs.status()
     .filter((c) => c.source !== 'self-signed' && (holder.router.has(c.domain) || served.isOwnHost(c.domain)))
     .map((c) => ({ domain: c.domain, notAfter: Math.floor(Date.parse(c.notAfter) / 1000) }))
-    .filter((c) => Number.isFinite(c.notAfter))
+    .filter((c) => Number.isFinite(c.notAfter)),
+    rateTrackedIps: () => limiter().snapshot({ top: 0 }).filter((p) => p.limited).map((p) => ({ profile: p.name, ips: p.trackedIps })),
+    tcpPorts: () => tcp.portCounts()
+  })
 
   const listeners: ManagedListener[] = []
   const ports: Record<string, number> = {}
@@ -434,8 +436,60 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     const used = new Set([...poolHandles.values(), ...listeners.map(serverHandle), serverHandle({ server: admin }), ...tcp.handles().values()])
     for (const [name, handle] of options.takeover.handles) if (!used.has(handle)) { logger.debug('inherited socket not used (its address changed)', { listener: name }); handle.close() }
   }
-  // A later `--takeover` asks here for the sockets this process serves.
   let takeoverServer: TakeoverServer | undefined
+  // How this process ends (lifecycle.ts decides when; these are the parts' own steps).
+  const lifecycle = createLifecycle({
+    logger,
+    sink,
+    worker: worker !== undefined,
+    pidFile: config.pidFile,
+    drainMs: () => live.settings.config.timeouts.drainMs,
+    handleSignals: options.handleSignals !== false,
+    routesFile: config.routesFile,
+    steps: {
+      stopAccepting: async (reason, handedOver) => {
+        ready = false
+        takeoverServer?.close()
+        for (const l of listeners) l.stopAccepting({ keepIdle: handedOver })
+        // The admin socket is the new process's from now on (a plain drain keeps it for /status).
+        if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
+        tcp.stopAccepting()
+        // Every worker stops accepting, then the primary's copies of the sockets close:
+        // a new client is refused from here on (after a takeover, the new process serves it).
+        await pool?.beginStop(reason)
+        for (const handle of poolHandles.values()) handle.close()
+      },
+      beginDrain: async (reason, drainMs) => {
+        // A child deregisters first: with workers, their drain (GOAWAY to the parent) waits for no one.
+        await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
+        // Workers drain their own requests (each within timeouts.drain) and exit.
+        await pool?.stop(reason, drainMs + 5000)
+      },
+      inFlight: () => active.size,
+      openConnections: () => listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections(),
+      closeIdle: () => { for (const l of listeners) l.closeIdle() },
+      release: async () => {
+        for (const l of listeners) l.destroyAll()
+        tcp.destroyAll()
+        await chain?.stop().catch((err: unknown) => { logger.warn('chain stop failed', { err }) })
+        await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
+        exampleBackend?.close()
+        exampleBackend?.closeAllConnections()
+        live.settings.websockets.close()
+        live.settings.limiter.close()
+        mulchCerts?.stop()
+        // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
+        await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+        await live.settings.forwarder.close().catch(() => {})
+        await reloader.close().catch(() => {})
+      },
+      kill: () => { pool?.kill() },
+      readPending: () => reloader.readPending()
+    }
+  })
+  const { drain, shutdown } = lifecycle
+
+  // A later `--takeover` asks here for the sockets this process serves.
   if (worker === undefined) {
     takeoverServer = await serveTakeover(config.pidFile, {
       handles: () => {
@@ -454,103 +508,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     })
   }
 
-  let resolveStopped!: (code: number) => void
-  const stopped = new Promise<number>((resolve) => { resolveStopped = resolve })
-  let stopping = false
-
-  async function drainAndExit (reason: string): Promise<void> {
-    ready = false
-    takeoverServer?.close()
-    const drainMs = live.settings.config.timeouts.drainMs
-    // A takeover's new process serves the same sockets: an idle keep-alive client
-    // gets a moment to send its next request here (answered with Connection: close)
-    // rather than a close racing that request.
-    const handedOver = reason.startsWith(TAKEOVER_REASON)
-    const keepIdleUntil = handedOver ? Date.now() + Math.min(IDLE_GRACE_MS, drainMs) : 0
-    for (const l of listeners) l.stopAccepting({ keepIdle: handedOver })
-    // The admin socket is the new process's from now on (a plain drain keeps it for /status).
-    if (handedOver && admin !== undefined) NetServer.prototype.close.call(admin)
-    tcp.stopAccepting()
-    // Every worker stops accepting, then the primary's copies of the sockets close:
-    // a new client is refused from here on (after a takeover, the new process serves it).
-    await pool?.beginStop(reason)
-    for (const handle of poolHandles.values()) handle.close()
-    // A worker says it in its own words: "shutting down: draining" is the proxy's (the
-    // primary's, once every worker has stopped accepting), which operators and tests wait for.
-    logger.info(worker === undefined ? 'shutting down: draining' : 'worker draining', { reason, in_flight: active.size, drain_ms: drainMs })
-    // A child deregisters before the drain (its workers' parent sessions get GOAWAY in their own drain).
-    await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
-    // Workers drain their own requests (each within timeouts.drain) and exit.
-    await pool?.stop(reason, drainMs + 5000)
-    const deadline = Date.now() + drainMs
-    await new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (Date.now() >= keepIdleUntil) for (const l of listeners) l.closeIdle()
-        const open = listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections()
-        if ((active.size === 0 && open === 0) || Date.now() >= deadline) {
-          resolve()
-          return
-        }
-        setTimeout(check, 50)
-      }
-      check()
-    })
-    const left = active.size
-    for (const l of listeners) l.destroyAll()
-    tcp.destroyAll()
-    await chain?.stop().catch((err: unknown) => { logger.warn('chain stop failed', { err }) })
-    await new Promise<void>((resolve) => { admin === undefined ? resolve() : admin.close(() => { resolve() }); admin?.closeAllConnections() })
-    exampleBackend?.close()
-    exampleBackend?.closeAllConnections()
-    live.settings.websockets.close()
-    live.settings.limiter.close()
-    mulchCerts?.stop()
-    // An ACME order in flight may take tens of seconds: it is not worth holding the exit.
-    await Promise.race([certs.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
-    await live.settings.forwarder.close().catch(() => {})
-    await reloader.close().catch(() => {})
-    if (worker === undefined) removePidFile(config.pidFile)
-    logger.info(worker === undefined ? 'stopped' : 'worker stopped', { reason, cut_requests: left })
-    sink.flush()
-    leaveIfReadStuck(reason)
-    resolveStopped(0)
-  }
-
-  // Node joins its thread pool before exiting: a route-file read stuck in the
-  // kernel (a hung network file system) would hold the exit forever, so the
-  // process then ends by the stop signal itself, with its default action.
-  function leaveIfReadStuck (reason: string): void {
-    if (options.handleSignals === false || !reloader.readPending()) return
-    const signal = reason === 'SIGINT' ? 'SIGINT' : 'SIGTERM'
-    logger.error('a route file read has not returned: exiting by signal, without waiting for it', { file: config.routesFile, signal })
-    sink.flush()
-    process.removeAllListeners(signal)
-    process.kill(process.pid, signal)
-  }
-
-  // Only a second stop *signal* cuts the drain short: a worker may get the
-  // primary's drain notice and the service manager's SIGTERM in either order.
-  let signalled = false
-  function drain (reason: string): void {
-    if (stopping) return
-    stopping = true
-    void drainAndExit(reason)
-  }
-
-  function shutdown (reason: string): void {
-    if (signalled) {
-      logger.warn('second stop signal: exiting now', { reason, in_flight: active.size })
-      // The whole proxy: a worker would otherwise go on draining without its primary.
-      pool?.kill()
-      if (worker === undefined) removePidFile(config.pidFile)
-      sink.flush()
-      leaveIfReadStuck(reason)
-      resolveStopped(0)
-      return
-    }
-    signalled = true
-    drain(reason)
-  }
 
   /**
    * Binds listener `name` beside the running one (SIGHUP moved it); commit puts it
@@ -677,15 +634,13 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     metrics: async () => await metrics.registry.getMetricsAsJSON(),
     dump: () => buildDump(dumpSources)
   })
-  if (options.handleSignals !== false) {
+  if (options.handleSignals !== false) handleProcessSignals({
     // A reload started while draining would only hold the exit.
-    process.on('SIGHUP', () => { if (!stopping) void reload() })
-    process.on('SIGTERM', () => { shutdown('SIGTERM') })
-    process.on('SIGINT', () => { shutdown('SIGINT') })
-    if (worker === undefined) process.on('SIGUSR2', () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) })
-    // logrotate's postrotate: the renamed file is left to it, new lines go to a new one.
-    process.on('SIGUSR1', reopenLog)
-  }
+    reload: () => { if (!lifecycle.stopping()) void reload() },
+    shutdown,
+    ...(worker === undefined ? { dump: () => { dump().catch((err: unknown) => { logger.error('diagnostic dump failed', { err }) }) } } : {}),
+    reopenLog
+  })
 
-  return { ports, stopped, reload, shutdown, drain }
+  return { ports, stopped: lifecycle.stopped, reload, shutdown, drain }
 }

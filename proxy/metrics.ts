@@ -37,8 +37,6 @@ export interface ProxyMetrics {
   readonly configReloads: Counter<'result'>
   readonly lastReloadSuccessTimestamp: Gauge
   readonly rateLimited: Counter<'profile'>
-  /** Set by main: the real certificates served, by domain (read at scrape time). */
-  certificateExpiries: () => Array<{ domain: string, notAfter: number }>
   readonly acmeOrders: Counter<'result'>
   readonly chainChildren: Gauge
   readonly chainSessionResets: Counter<'child'>
@@ -47,8 +45,6 @@ export interface ProxyMetrics {
   readonly http2AbusiveConnections: Counter<'reason'>
   /** Chain registrations refused, by reason (`full`, `conflict`). */
   readonly chainRegistrationsRefused: Counter<'reason'>
-  /** Set by main: per-profile counts of client IPs with rate-limit state. */
-  rateTrackedIps: () => Array<{ profile: string, ips: number }>
   /** Workers (SPEC §12) that died and were replaced (primary). */
   readonly workerRestarts: Counter
   /** TCP forwards (SPEC §11), by listen port: accepted connections by result. */
@@ -57,8 +53,6 @@ export interface ProxyMetrics {
   readonly tcpBytes: Counter<'port' | 'direction'>
   /** Run before each scrape of vmfront_tcp_bytes_total: live relays add the bytes they batch. */
   readonly tcpBytesFlushers: Set<() => void>
-  /** Set by the TCP forwarder: per listen port, open connections and whether it is bound (read at scrape time). */
-  tcpPorts: () => Array<{ port: string, connections: number, listening: boolean }>
 }
 
 /** Creates the registry and every metric. One per proxy process (no globals). */
@@ -161,69 +155,17 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   configReloads.inc({ result: 'failure' }, 0)
   const lastReloadSuccessTimestamp = new Gauge({ name: 'vmfront_config_last_reload_success_timestamp_seconds', help: 'When the route table or the TOML was last loaded successfully (Unix time).', registers, aggregator: 'first' })
   const rateLimited = new Counter({ name: 'vmfront_rate_limited_total', help: 'Requests refused (429) by a rate profile (the reason is in the log).', labelNames: ['profile'] as const, registers })
-  // Read at scrape time from the certificate manager, so the series follow the route
-  // table (a user certificate for a name that is not routed is not exported).
-  const certState = { certificateExpiries: (): Array<{ domain: string, notAfter: number }> => [] }
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'vmfront_certificate_expiry_timestamp_seconds',
-    help: 'When the certificate served for a routed domain expires (Unix time).',
-    labelNames: ['domain'] as const,
-    registers,
-    aggregator: 'first',
-    collect () {
-      this.reset()
-      for (const { domain, notAfter } of certState.certificateExpiries()) this.set({ domain }, notAfter)
-    }
-  })
   const acmeOrders = new Counter({ name: 'vmfront_acme_orders_total', help: 'ACME certificate orders, by result.', labelNames: ['result'] as const, registers })
   acmeOrders.inc({ result: 'success' }, 0)
   acmeOrders.inc({ result: 'failure' }, 0)
   const chainChildren = new Gauge({ name: 'vmfront_chain_children', help: 'Chain children with a live lease (parent).', registers, aggregator: 'first' })
   const chainSessionResets = new Counter({ name: 'vmfront_chain_session_resets_total', help: 'HTTP/2 sessions to a chain child torn down and replaced (parent).', labelNames: ['child'] as const, registers })
-  const state = { rateTrackedIps: (): Array<{ profile: string, ips: number }> => [] }
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'vmfront_rate_limit_tracked_ips',
-    help: 'Client IPs holding rate-limit state, by profile (idle state expires).',
-    labelNames: ['profile'] as const,
-    registers,
-    collect () {
-      this.reset()
-      for (const { profile, ips } of state.rateTrackedIps()) this.set({ profile }, ips)
-    }
-  })
   const chainAuthFailures = new Counter({ name: 'vmfront_chain_auth_failures_total', help: 'Chain API or forwarded requests refused for a wrong or missing PSK.', registers })
   const http2AbusiveConnections = new Counter({ name: 'vmfront_http2_abusive_connections_total', help: 'Client HTTP/2 connections closed for abuse, by reason (rapid_reset, flood, continuation_flood).', labelNames: ['reason'] as const, registers })
   const chainRegistrationsRefused = new Counter({ name: 'vmfront_chain_registrations_refused_total', help: 'Chain registrations refused (parent), by reason: full (chain.max_children reached) or conflict.', labelNames: ['reason'] as const, registers })
 
   // With several workers (SPEC §12) the primary counts the replacements of dead ones.
   const workerRestarts = new Counter({ name: 'vmfront_worker_restarts_total', help: 'Worker processes that died and were replaced.', registers })
-  const tcpState = { tcpPorts: (): Array<{ port: string, connections: number, listening: boolean }> => [] }
-  // Read from the live connection sets at scrape time: a count kept by +1/-1 drifts
-  // when a path forgets one side (mulch-proxy's did).
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'vmfront_tcp_connections',
-    help: 'TCP connections being forwarded now, by listen port.',
-    labelNames: ['port'] as const,
-    registers,
-    collect () {
-      this.reset()
-      for (const { port, connections } of tcpState.tcpPorts()) this.inc({ port }, connections)
-    }
-  })
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'vmfront_tcp_listener_up',
-    help: 'Whether a TCP forward port is listening (0: it could not be bound, see the log).',
-    labelNames: ['port'] as const,
-    registers,
-    collect () {
-      this.reset()
-      for (const { port, listening } of tcpState.tcpPorts()) this.set({ port }, listening ? 1 : 0)
-    }
-  })
   const tcpConnectionsTotal = new Counter({ name: 'vmfront_tcp_connections_total', help: 'TCP connections accepted on forward ports, by listen port and result (forwarded, refused: source not allowed, failed: the VM did not answer).', labelNames: ['port', 'result'] as const, registers })
   const tcpBytesFlushers = new Set<() => void>()
   const tcpBytes = new Counter({
@@ -247,21 +189,83 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     configReloads,
     lastReloadSuccessTimestamp,
     rateLimited,
-    get certificateExpiries () { return certState.certificateExpiries },
-    set certificateExpiries (fn) { certState.certificateExpiries = fn },
     acmeOrders,
     chainChildren,
     chainSessionResets,
     chainAuthFailures,
     http2AbusiveConnections,
     chainRegistrationsRefused,
-    get rateTrackedIps () { return state.rateTrackedIps },
-    set rateTrackedIps (fn) { state.rateTrackedIps = fn },
     workerRestarts,
     tcpConnectionsTotal,
     tcpBytes,
-    tcpBytesFlushers,
-    get tcpPorts () { return tcpState.tcpPorts },
-    set tcpPorts (fn) { tcpState.tcpPorts = fn }
+    tcpBytesFlushers
   }
+}
+
+/**
+ * What the gauges read at scrape time come from: parts built after the metrics (the
+ * certificate manager, the rate limiter of the moment, the TCP forwarder). main.ts
+ * registers these gauges once those parts exist, so no source is ever set or swapped
+ * on an existing object.
+ */
+export interface ScrapeSources {
+  /** The real certificates served, by routed domain. */
+  certificateExpiries: () => Array<{ domain: string, notAfter: number }>
+  /** Per rate profile, the client IPs holding rate-limit state. */
+  rateTrackedIps: () => Array<{ profile: string, ips: number }>
+  /** Per TCP forward listen port: connections now, and whether it listens. */
+  tcpPorts: () => Array<{ port: string, connections: number, listening: boolean }>
+}
+
+/** Registers the scrape-time gauges on `metrics.registry` (once per registry). */
+export function registerScrapeGauges (metrics: ProxyMetrics, sources: ScrapeSources): void {
+  // Read at scrape time from the certificate manager, so the series follow the route
+  // table (a user certificate for a name that is not routed is not exported).
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate served for a routed domain expires (Unix time).',
+    labelNames: ['domain'] as const,
+    registers: [metrics.registry],
+    aggregator: 'first',
+    collect () {
+      this.reset()
+      for (const { domain, notAfter } of sources.certificateExpiries()) this.set({ domain }, notAfter)
+    }
+  })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_rate_limit_tracked_ips',
+    help: 'Client IPs holding rate-limit state, by profile (idle state expires).',
+    labelNames: ['profile'] as const,
+    registers: [metrics.registry],
+    collect () {
+      this.reset()
+      for (const { profile, ips } of sources.rateTrackedIps()) this.set({ profile }, ips)
+    }
+  })
+  // Read from the live connection sets at scrape time: a count kept by +1/-1 drifts
+  // when a path forgets one side (mulch-proxy's did).
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_tcp_connections',
+    help: 'TCP connections being forwarded now, by listen port.',
+    labelNames: ['port'] as const,
+    registers: [metrics.registry],
+    collect () {
+      this.reset()
+      for (const { port, connections } of sources.tcpPorts()) this.inc({ port }, connections)
+    }
+  })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'vmfront_tcp_listener_up',
+    help: 'Whether a TCP forward port is listening (0: it could not be bound, see the log).',
+    labelNames: ['port'] as const,
+    registers: [metrics.registry],
+    collect () {
+      this.reset()
+      for (const { port, listening } of sources.tcpPorts()) this.set({ port }, listening ? 1 : 0)
+    }
+  })
 }

@@ -31,6 +31,9 @@ export interface TcpForwarderOptions {
   inherited?: (key: string) => ListenHandle | undefined
 }
 
+/** One listen port as the metrics count it. */
+export interface TcpPortCount { port: string, connections: number, listening: boolean }
+
 /** One listen address as /status shows it. */
 export interface TcpPortStatus {
   listen: string
@@ -53,6 +56,8 @@ export interface TcpForwarder {
   /** Ends every connection now. */
   destroyAll (): void
   status (): TcpPortStatus[]
+  /** Connections and listening state per listen port (the scrape-time gauges). */
+  portCounts (): TcpPortCount[]
   /** The listening sockets by `tcp:ADDRESS`, for a takeover (SPEC §12). */
   handles (): Map<string, ListenHandle>
 }
@@ -177,8 +182,9 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
   const readBudget = createReadBudget(MAX_LARGE_READS)
   let applying: Promise<unknown> = Promise.resolve()
 
-  metrics.tcpPorts = () => {
-    const byPort = new Map<string, { port: string, connections: number, listening: boolean }>()
+  /** Per listen port, for the gauges read at scrape time (metrics.ts ScrapeSources.tcpPorts). */
+  const portCounts = (): TcpPortCount[] => {
+    const byPort = new Map<string, TcpPortCount>()
     for (const l of listeners.values()) {
       const entry = byPort.get(l.port) ?? { port: l.port, connections: 0, listening: true }
       entry.connections += l.connections.size
@@ -357,6 +363,7 @@ export function createTcpForwarder (options: TcpForwarderOptions): TcpForwarder 
       }
       return out
     },
+    portCounts,
     status () {
       return [...listeners.entries()].map(([key, l]) => ({
         listen: key,

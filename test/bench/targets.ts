@@ -139,7 +139,8 @@ const caddy: TargetDef = {
     const dir = dirFor(ctx, 'caddy')
     writeFileSync(join(dir, 'Caddyfile'), caddyfile(port, ctx.backendPort))
     // Caddy keeps its state under HOME / XDG dirs: point them into the temp dir.
-    const env = { ...process.env, HOME: dir, XDG_DATA_HOME: join(dir, 'data'), XDG_CONFIG_HOME: join(dir, 'config') }
+    // GOMAXPROCS=1: one core, as vmfront with one worker (the pinning alone would also give 1).
+    const env = { ...process.env, HOME: dir, XDG_DATA_HOME: join(dir, 'data'), XDG_CONFIG_HOME: join(dir, 'config'), GOMAXPROCS: '1' }
     const args = ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile']
     const proc = startProcess({ cmd: findBin('caddy')!, args, env, core: TARGET_CORE, logFile: join(dir, 'out.log') })
     return serve([proc], `http://127.0.0.1:${port}/`, undefined, 10_000)

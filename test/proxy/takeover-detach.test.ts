@@ -69,7 +69,8 @@ t.test('--takeover --detach returns once the new proxy serves; the PID file name
   t.ok(alive(pid), 'it runs on after the command returned')
   // When the command returns, the PID file already names the new process (systemd reads it then).
   t.equal(readFileSync(old.pidFile, 'utf8'), String(pid), 'the PID file names the new process')
-  const status = await (await fetch(`http://127.0.0.1:${old.ports.admin}/status`)).json() as { pid: number }
+  // (The cause of a failed fetch is named: 'fetch failed' alone says nothing.)
+  const status = await fetch(`http://127.0.0.1:${old.ports.admin}/status`).then(async (r) => await r.json() as { pid: number }, (err: Error & { cause?: Error }) => { throw new Error(`GET /status: ${err.cause?.message ?? err.message}`) })
   t.equal(status.pid, pid, 'the admin port is the new process\'s')
   t.equal(await get(old.ports.http), 200, 'the new process serves the same port')
   t.equal(await old.exited, 0, 'the old process drained and exited 0')
