@@ -244,14 +244,15 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
    * The registry is the primary's; the sessions are each worker's: a child's
    * `session` sums them, with each worker's own under `session.workers`.
    */
-  const status = async (): Promise<Record<string, unknown>> => {
-    if (workers === undefined) return statusOf((name) => forwarding?.sessionStatus(name) ?? IDLE_SESSION)
-    const answers = await workers.ask<{ sessions: Record<string, PoolStatus> }>(CHAIN_OPS.status)
-    return {
-      ...statusOf((name) => sessionsOverWorkers(answers.map((a) => ({ worker: a.slot, status: a.value.sessions[name] ?? IDLE_SESSION })))),
-      workers: answers.length
+  const status = workers === undefined
+    ? () => statusOf((name) => forwarding?.sessionStatus(name) ?? IDLE_SESSION)
+    : async (): Promise<Record<string, unknown>> => {
+      const answers = await workers.ask<{ sessions: Record<string, PoolStatus> }>(CHAIN_OPS.status)
+      return {
+        ...statusOf((name) => sessionsOverWorkers(answers.map((a) => ({ worker: a.slot, status: a.value.sessions[name] ?? IDLE_SESSION })))),
+        workers: answers.length
+      }
     }
-  }
 
   function register (request: RegisterRequest, peer: string): { leaseTtlMs: number, domains: readonly ChainDomain[] } {
     let outcome
@@ -352,7 +353,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     entries: chainedEntries,
     ownHosts: () => parentOwnHosts(chain.parentUrl),
     ...(forwarding === undefined ? {} : { forward: forwarding.forward, upgrade: forwarding.upgrade }),
-    status: () => workers === undefined ? statusOf((name) => forwarding?.sessionStatus(name) ?? IDLE_SESSION) : status(),
+    status,
     attachWorker (peer, slot) {
       // A worker that starts (or replaces one) asks for what is served now.
       peer.handle(CHAIN_OPS.childrenNow, () => snapshot)
