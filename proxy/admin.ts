@@ -21,7 +21,7 @@ export interface AdminDeps {
   /** Writes a diagnostic dump; resolves to its path. */
   dump: () => Promise<string>
   /** Chain parent: removes a child by name or URL (undefined when not a parent). */
-  chainForget?: () => ((nameOrUrl: string) => unknown[]) | undefined
+  chainForget?: () => ((nameOrUrl: string) => Promise<unknown[]>) | undefined
 }
 
 /** Builds the admin hono app (routes take their dependencies; no globals). */
@@ -55,7 +55,7 @@ export function createAdminApp (deps: AdminDeps): Hono {
       child = undefined
     }
     if (typeof child !== 'string' || child === '') return c.json({ error: 'body: expected {"child": "NAME_OR_URL"}' }, 400)
-    const forgotten = forget(child)
+    const forgotten = await forget(child)
     if (forgotten.length === 0) return c.json({ error: `no chain child named or at "${child}" (see /status chain.children)` }, 404)
     return c.json({ forgotten })
   })

@@ -203,11 +203,6 @@ export function checkConfig (doc: Record<string, unknown>, file: string): ProxyC
   for (const w of profiles.warnings) warnings.push(`${w.path}: ${w.message}`)
   if (profiles.ok) rateProfiles = profiles.profiles
   else problems.push(...profiles.problems)
-  const workers = (doc.server as Record<string, unknown> | undefined)?.workers
-  const chainMode = (doc.chain as Record<string, unknown> | undefined)?.mode
-  if (workers !== undefined && workers !== 1 && (chainMode === 'parent' || chainMode === 'child')) {
-    warnings.push(`server.workers: a chain ${String(chainMode)} serves with one process in this version (chain sessions are not shared between workers yet)`)
-  }
 
   // Rules between keys look only at keys that are valid: an invalid key is
   // reported once, by itself, never again as the cause of bogus follow-ups
@@ -317,10 +312,8 @@ function deepFreeze<T> (value: T): T {
 
 /**
  * How many processes serve requests: `[server] workers`, 0 meaning one per CPU
- * the process may use; a chain parent or child stays one process (its HTTP/2
- * sessions and registration are not shared between workers in this version).
+ * the process may use (a chain parent or child too: proxy/chain/shared.ts).
  */
 export function workerCount (config: ProxyConfig, cpus: number = availableParallelism()): number {
-  if (config.chain.mode !== 'none') return 1
   return config.server.workers === 0 ? Math.max(1, cpus) : config.server.workers
 }

@@ -136,7 +136,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       configArgs: primaryRole.configArgs,
       handles: poolHandles,
       logger,
-      attach: (peer) => {
+      attach: (peer, slot) => {
         const held = serveRateLimits(limiter, peer)
         serveCertificates(certs, peer)
         peer.handle('certs.fallback', () => certs.defaultSecureContextOptions())
@@ -152,7 +152,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
           if (handle !== undefined) await peer.sendHandle('listen', { name }, handle)
           return handle !== undefined
         })
-        return { detach: held.release }
+        // The chain's one registry or registration, and the tickets its workers share (proxy/chain/shared.ts).
+        const chainHeld = chain?.attachWorker?.(peer, slot)
+        return { detach: () => { held.release(); chainHeld?.() } }
       },
       onRestart: () => { metrics.workerRestarts.inc() }
     })
@@ -243,10 +245,11 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     try {
       if (config.exampleBackend !== undefined && worker === undefined) exampleBackend = await startExampleBackend(config.exampleBackend)
       noteReload(await reloader.reload('start'))
-      // Several workers run only without a chain (proxy/cli.ts keeps a chained proxy in one process).
-      if (role.kind !== 'single' || config.chain.mode === 'none') return undefined
+      if (config.chain.mode === 'none') return undefined
       const runtime = await (await import('./chain/index.ts')).startChain({
         config, logger, metrics, routeTable: () => reloader.table(), served, hasProfile: (name) => limiter().hasProfile(name),
+        // With workers, the primary keeps the chain's one API, registry or registration (proxy/chain/shared.ts).
+        ...(role.kind === 'single' ? {} : { workers: role.kind === 'primary' ? { role: 'primary' as const } : { role: 'worker' as const, slot: role.slot, primary: role.primary } }),
         // An https:// chain API serves the certificate manager's certificates (parent_url's host is in ownHosts).
         tls: { ...certs.defaultSecureContextOptions(), SNICallback: certs.sniCallback.bind(certs) }
       })
@@ -269,7 +272,9 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
   }
   const dump = async (): Promise<string> => {
     const fromWorkers = pool === undefined ? undefined : (await pool.gather<object>('dump')).map((w) => ({ ...w.value, worker: w.slot }))
-    const file = await writeDump(config.dataDir, dumpSources, fromWorkers)
+    // A primary's chain status asks its workers (their sessions).
+    const chainNow = await chain?.status()
+    const file = await writeDump(config.dataDir, { ...dumpSources, chain: () => chainNow }, fromWorkers)
     logger.info('diagnostic dump written', { file })
     return file
   }
@@ -289,7 +294,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     }))]
   }
   const inFlightTotal = (ws: WorkerInfo[]): number => ws.reduce((n, w) => n + w.inFlight, 0)
-  const chainStatus = (): StatusPageInput['chain'] => ({ mode: config.chain.mode, ...(chain?.status() as object | undefined) })
+  const chainStatus = async (): Promise<StatusPageInput['chain']> => ({ mode: config.chain.mode, ...(await chain?.status() as object | undefined) })
   const status = async (): Promise<unknown> => {
     const ws = await workers()
     return {
@@ -305,7 +310,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     rate_limits: limiter().snapshot({ top: 0 }).filter((p) => p.limited).map(({ top: _top, ...p }) => p),
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: chainStatus(),
+    chain: await chainStatus(),
     tcp_ports: tcp.status(),
     upstream_errors: {
       total: upstreamErrors.total(),
@@ -325,7 +330,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     routes: reloader.table().routes,
     certificates: certs.status(),
     acme: certs.acmeStatus(),
-    chain: chainStatus(),
+    chain: await chainStatus(),
     rateLimits: limiter().snapshot({ top: 10 }),
     upstreamErrors,
     workers: await workers(),
@@ -455,9 +460,10 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
         for (const handle of poolHandles.values()) handle.close()
       },
       beginDrain: async (reason, drainMs) => {
+        // A child deregisters first: with workers, their drain (GOAWAY to the parent) waits for no one.
+        await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
         // Workers drain their own requests (each within timeouts.drain) and exit.
         await pool?.stop(reason, drainMs + 5000)
-        await chain?.beginShutdown().catch((err: unknown) => { logger.warn('chain deregistration failed', { err }) })
       },
       inFlight: () => active.size,
       openConnections: () => listeners.reduce((n, l) => n + l.openSockets(), 0) + tcp.openConnections(),

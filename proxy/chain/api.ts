@@ -36,6 +36,12 @@ export interface ChainApiDeps {
   deregister: (name: string, peer: string) => boolean
   conflicts: (name: string, domains: readonly string[]) => DomainConflict[]
   status: () => unknown
+  /**
+   * Resolves once the last change is served (by every worker, SPEC §12): a lone
+   * registration is answered only then, so it is served everywhere (a burst's
+   * spaced swaps are not waited for).
+   */
+  inService?: () => Promise<void>
 }
 
 export type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
@@ -82,6 +88,7 @@ export function createChainApi (deps: ChainApiDeps): Hono<Env> {
   app.post('/chain/v1/register', async function register (c) {
     const request = parseRegisterRequest(await jsonBody(c))
     const { leaseTtlMs, domains } = deps.register(request, peerOf(c))
+    await deps.inService?.()
     return c.json({
       lease_ttl_seconds: leaseTtlMs / 1000,
       domains: domains.map(toWireDomain)
@@ -89,13 +96,15 @@ export function createChainApi (deps: ChainApiDeps): Hono<Env> {
   })
   app.post('/chain/v1/deregister', async function deregister (c) {
     const { name } = parseDeregisterRequest(await jsonBody(c))
-    return c.json({ deregistered: deps.deregister(name, peerOf(c)) })
+    const deregistered = deps.deregister(name, peerOf(c))
+    await deps.inService?.()
+    return c.json({ deregistered })
   })
   app.post('/chain/v1/check', async function check (c) {
     const { name, domains } = parseCheckRequest(await jsonBody(c))
     return c.json({ conflicts: deps.conflicts(name, domains) })
   })
-  app.get('/chain/v1/status', (c) => c.json(deps.status() as object))
+  app.get('/chain/v1/status', async (c) => c.json(await deps.status() as object))
 
   app.notFound((c) => c.json(errorBody('CHAIN_NOT_FOUND', `no such endpoint: ${c.req.method} ${c.req.path}`, { endpoints: ['POST /chain/v1/register', 'POST /chain/v1/deregister', 'POST /chain/v1/check', 'GET /chain/v1/status'] }), 404))
   app.onError((err, c) => {

@@ -4,39 +4,28 @@
  * start, renews every lease_ttl/3 (the parent's value, learnt from its answer),
  * re-registers on SIGHUP and deregisters at shutdown. Start-up never waits for
  * the parent: while it is unreachable the child serves its own traffic and keeps
- * retrying with backoff. On its listeners it serves h2c to the parent (plain
- * HTTP), answers the parent's session proofs and recognises the requests of
- * authenticated sessions (parent-trust.ts), and drains the parent's HTTP/2
- * sessions at shutdown without waiting on the parent (h2-drain.ts).
+ * retrying with backoff. On its listeners (child-serve.ts; with workers, each
+ * worker's: child-worker.ts) it serves h2c to the parent (plain HTTP), answers
+ * the parent's session proofs and recognises the requests of authenticated
+ * sessions (parent-trust.ts), and drains the parent's HTTP/2 sessions at
+ * shutdown without waiting on the parent (h2-drain.ts).
  */
-import http from 'node:http'
-import type http2 from 'node:http2'
 import { isIP } from 'node:net'
-import type { ClientRequest, ClientResponse } from '../http-types.ts'
 import type { ChainDeps, ChainRuntime } from './types.ts'
 import { createChainAuth } from './auth.ts'
 import { ChainError, DomainConflictError, type DomainConflict } from './errors.ts'
-import { trackServerSessions, type SessionDrain } from './h2-drain.ts'
-import { attachH2c } from './h2c-sniff.ts'
 import { createParentClient } from './parent-client.ts'
-import { createParentTrust } from './parent-trust.ts'
+import { createTicketStore } from './parent-trust.ts'
 import type { ChainDomain } from './schema.ts'
 import { createMulchParentClient } from './mulch-client.ts'
 import { createMulchParentTrust } from './mulch-trust.ts'
+import { createChildServing } from './child-serve.ts'
+import { CHAIN_OPS, createWorkerPeers, type ChildTrustState } from './shared.ts'
 
-type Listener = (req: ClientRequest, res: ClientResponse) => void
-
-/**
- * Puts `control` in front of a server's request listeners: what it answers
- * (the chain's reserved paths) never reaches the router, metrics or access log.
- */
-function interceptRequests (server: http.Server | http2.Http2SecureServer, control: (req: ClientRequest, res: ClientResponse) => boolean): void {
-  const listeners = server.listeners('request') as Listener[]
-  server.removeAllListeners('request')
-  server.on('request', function chainControl (this: unknown, req: ClientRequest, res: ClientResponse) {
-    if (control(req, res)) return
-    for (const listener of listeners) listener.call(this, req, res)
-  })
+/** Host names of a child's own that may get certificates: an https:// child_url's (never an IP address). */
+export function childOwnHosts (childUrl: string): string[] {
+  const host = new URL(childUrl).hostname
+  return childUrl.startsWith('https:') && host !== 'localhost' && isIP(host.replace(/^\[|\]$/g, '')) === 0 ? [host] : []
 }
 
 /** Longest a shutdown waits for the deregistration before draining. */
@@ -44,7 +33,11 @@ const SHUTDOWN_DEREGISTER_MS = 2000
 /** First retry delay after a failed registration; doubles up to the cap. */
 const RETRY_START_MS = 250
 
-/** Starts the child runtime; the first registration runs in the background. */
+/**
+ * Starts the child runtime; the first registration runs in the background. A
+ * single process also serves the parent; a primary (deps.workers) leaves that to
+ * its workers (child-worker.ts) and keeps the tickets and the parent's protocol for them.
+ */
 export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   const { config, metrics } = deps
   const chain = config.chain
@@ -67,10 +60,23 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   let again = false
   let stopping = false
   let olderParent = false
-  const drains: SessionDrain[] = []
   const childOrigin = new URL(chain.childUrl).origin
-  const trust = createParentTrust({ auth, childOrigin, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
   const mulchTrust = createMulchParentTrust({ auth, parentUrl: chain.parentUrl, logger, onFailure: () => { metrics.chainAuthFailures.inc() } })
+  const tickets = createTicketStore()
+  const workers = deps.workers?.role === 'primary' ? createWorkerPeers() : undefined
+  // A primary serves no request: its workers answer the parent.
+  const serving = workers === undefined ? createChildServing({ deps, auth, childOrigin, tickets, mulchTrust, protocol: () => protocol }) : undefined
+  const trustState = (): ChildTrustState => ({ protocol, mulchAddresses: mulchTrust.addresses() })
+  let sharedState = JSON.stringify(trustState())
+
+  /** Tells the workers what they need to believe the parent (before it is told of us). */
+  async function shareTrust (): Promise<void> {
+    const state = trustState()
+    const key = JSON.stringify(state)
+    if (workers === undefined || key === sharedState) return
+    sharedState = key
+    await workers.ask(CHAIN_OPS.childState, state)
+  }
 
   const retryCapMs = (): number => Math.min(30_000, Math.max(1000, leaseTtlMs / 3))
 
@@ -112,6 +118,7 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
     const domains = ownDomains().map((d) => (d.rateProfile === undefined ? { domain: d.domain } : { domain: d.domain, rateProfile: d.rateProfile }))
     try {
       await mulchTrust.refresh()
+      await shareTrust()
       refused = []
       try {
         await mulchClient.register(childOrigin, domains)
@@ -223,45 +230,49 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   // Not awaited: the proxy serves its own traffic whatever the parent does.
   setImmediate(() => { void registerNow('start') })
 
-  const childHost = new URL(chain.childUrl).hostname
+  const statusOf = (served: Record<string, unknown>): Record<string, unknown> => ({
+    role: 'child',
+    name: chain.name,
+    parent_url: chain.parentUrl,
+    parent_protocol: protocol,
+    ...(protocol === 'mulch' ? { parent_addresses: mulchTrust.addresses() } : {}),
+    child_url: childOrigin,
+    registered,
+    lease_ttl_seconds: leaseTtlMs / 1000,
+    last_registered_at: lastRegisteredAt === undefined ? undefined : new Date(lastRegisteredAt).toISOString(),
+    next_attempt_at: nextAttemptAt === undefined ? undefined : new Date(nextAttemptAt).toISOString(),
+    failures,
+    last_error: lastError,
+    refused_domains: refused,
+    ...served,
+    tickets: tickets.size()
+  })
+  /** The registration is the primary's; the parent's sessions are each worker's: summed, and listed under `workers`. */
+  const workersStatus = async (): Promise<Record<string, unknown>> => {
+    const answers = await workers!.ask<{ h2_sessions: number, parent_sessions: number }>(CHAIN_OPS.status)
+    return statusOf({
+      h2_sessions: answers.reduce((n, a) => n + a.value.h2_sessions, 0),
+      parent_sessions: answers.reduce((n, a) => n + a.value.parent_sessions, 0),
+      workers: answers.map((a) => ({ worker: a.slot, ...a.value }))
+    })
+  }
+
   return {
     entries: () => [],
     // An https:// child_url is served by the https listener: its host needs a certificate.
-    ownHosts: () => (chain.childUrl.startsWith('https:') && childHost !== 'localhost' && isIP(childHost.replace(/^\[|\]$/g, '')) === 0 ? [childHost] : []),
-    fromParent: (req) => trust.fromParent(req) || (protocol === 'mulch' && mulchTrust.fromParent(req)),
-    parentRedirects: () => protocol !== 'mulch',
-    attachListener (server): void {
-      interceptRequests(server, trust.handleControl)
-      if (server instanceof http.Server) {
-        // The plain listener also speaks h2c, for the parent.
-        const h2c = attachH2c(server, {
-          maxConcurrentStreams: chain.maxConcurrentStreams,
-          maxHeaderBytes: config.limits.maxHeaderBytes,
-          firstBytesTimeoutMs: config.timeouts.requestHeadersMs,
-          logger
-        })
-        drains.push({ count: h2c.sessions, drain: h2c.closeAll, destroyAll: h2c.destroyAll })
-      } else {
-        drains.push(trackServerSessions(server))
-      }
+    ownHosts: () => childOwnHosts(chain.childUrl),
+    ...(serving === undefined ? {} : { fromParent: serving.fromParent, parentRedirects: serving.parentRedirects, attachListener: serving.attachListener }),
+    status: () => serving !== undefined ? statusOf(serving.counts()) : workersStatus(),
+    attachWorker (peer, slot) {
+      peer.handle(CHAIN_OPS.childStateNow, trustState)
+      // One store for every worker: the upgrade may reach another worker than the ticket's session.
+      peer.handle(CHAIN_OPS.ticketIssue, async (body) => (await tickets.issue((body as { peer: string }).peer)) ?? null)
+      peer.handle(CHAIN_OPS.ticketTake, async (body) => {
+        const { ticket, peer: from } = body as { ticket: string, peer: string }
+        return await tickets.take(ticket, from)
+      })
+      return workers?.add(slot, peer) ?? (() => {})
     },
-    status: () => ({
-      role: 'child',
-      name: chain.name,
-      parent_url: chain.parentUrl,
-      parent_protocol: protocol,
-      ...(protocol === 'mulch' ? { parent_addresses: mulchTrust.addresses() } : {}),
-      child_url: childOrigin,
-      registered,
-      lease_ttl_seconds: leaseTtlMs / 1000,
-      last_registered_at: lastRegisteredAt === undefined ? undefined : new Date(lastRegisteredAt).toISOString(),
-      next_attempt_at: nextAttemptAt === undefined ? undefined : new Date(nextAttemptAt).toISOString(),
-      failures,
-      last_error: lastError,
-      refused_domains: refused,
-      h2_sessions: drains.reduce((n, d) => n + d.count(), 0),
-      parent_sessions: trust.sessions()
-    }),
     reload: () => registerNow('SIGHUP'),
     async beginShutdown (): Promise<void> {
       stopping = true
@@ -285,14 +296,12 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
         logger.warn('chain deregistration took too long: not waiting (the parent drops us when the lease ends)', { parent: chain.parentUrl, name: chain.name, waited_ms: SHUTDOWN_DEREGISTER_MS })
       }
       clearTimeout(bound)
-      // GOAWAY: the parent finishes what is in flight and opens nothing new here;
-      // idle sessions close now, whatever the parent does with its end.
-      for (const d of drains) d.drain()
+      serving?.drain()
     },
     async stop (): Promise<void> {
       stopping = true
       clearTimeout(timer)
-      for (const d of drains) d.destroyAll()
+      serving?.destroyAll()
       await client.close()
       await mulchClient.close()
     }

@@ -56,6 +56,8 @@ export interface MulchApiDeps {
   conflicts: (name: string, domains: readonly string[], mulchUrl: string) => DomainConflict[]
   /** How an owner is reported to a Mulch child (mulch-proxy reports a host name). */
   ownerLabel: (owner: string) => string
+  /** Resolves once the last change is served (see ChainApiDeps.inService). */
+  inService?: () => Promise<void>
 }
 
 class MulchBadRequest extends ChainError {
@@ -153,6 +155,7 @@ export function addMulchRoutes (app: Hono<Env>, deps: MulchApiDeps): void {
       if (err instanceof ChainError && err.code === 'CHAIN_DOMAIN_CONFLICT') return goError(c, err.message, 409)
       throw err
     }
+    await deps.inService?.()
     if (found.length > 0) {
       logger.warn('chain registration (Mulch protocol): domains owned elsewhere were not taken', { child: forwardTo, peer, conflicts: found })
       return goError(c, `domain conflict: ${found.map((f) => `${f.domain} (${deps.ownerLabel(f.owner)})`).join(', ')}`, 409)

@@ -36,6 +36,8 @@ export interface MulchParentTrust {
   refresh (): Promise<void>
   /** The addresses believed, for /status. */
   addresses (): string[]
+  /** Believes these addresses (a worker: what its primary looked up). */
+  adopt (addresses: readonly string[]): void
 }
 
 export interface MulchParentTrustOptions {
@@ -103,6 +105,7 @@ export function createMulchParentTrust (options: MulchParentTrustOptions): Mulch
         options.logger.warn('chain parent_url host did not resolve: keeping its last known addresses for Mulch-PSK requests', { host, addresses: [...believed], err })
       }
     },
-    addresses: () => [...believed]
+    addresses: () => [...believed],
+    adopt (addresses) { believed = new Set(addresses) }
   }
 }

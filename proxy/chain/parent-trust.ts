@@ -9,6 +9,12 @@
  * session that asked for it. A chain header on anything else is a client's:
  * counted, logged (throttled) and given no weight; the proxy strips it before
  * the VM. Control requests never reach the router.
+ *
+ * Tickets are kept in a TicketStore: this process's own, or with workers the
+ * primary's (proxy/chain/shared.ts), since the upgrade that spends a ticket may
+ * reach another worker than the session that asked for it. Spending one is
+ * therefore asynchronous: `upgradePending(req)` settles the decision before the
+ * upgrade handler asks `fromParent`.
  */
 import { randomBytes } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
@@ -32,6 +38,53 @@ export function isChainControlPath (url: string | undefined): boolean {
   return url !== undefined && url.startsWith(CHAIN_CONTROL_PREFIX)
 }
 
+/** A ticket as the parent's session asks for it and its upgrade brings it: 64 hex digits. */
+const TICKET_FORM = /^[0-9a-f]{64}$/
+
+/** The outcome of spending a WebSocket ticket. */
+export type TicketCheck = 'ok' | 'unknown' | 'expired' | 'address'
+
+/** Where the one-time WebSocket tickets live. */
+export interface TicketStore {
+  /** A new ticket for the parent at `peer`; undefined when MAX_TICKETS are outstanding. */
+  issue (peer: string): Promise<string | undefined>
+  /** Spends a ticket, whatever the outcome: a second try finds it `unknown`. */
+  take (ticket: string, peer: string): Promise<TicketCheck>
+}
+
+/** The tickets of this process (a single one, or a primary's for its workers). */
+export function createTicketStore (now: () => number = Date.now): TicketStore & { size (): number } {
+  // Insertion order is expiry order (one TTL), so expired tickets sit at the front.
+  const tickets = new Map<string, { expiresAt: number, peer: string }>()
+  function prune (): void {
+    const t = now()
+    for (const [ticket, entry] of tickets) {
+      if (entry.expiresAt > t) break
+      tickets.delete(ticket)
+    }
+  }
+  return {
+    async issue (peer) {
+      prune()
+      if (tickets.size >= MAX_TICKETS) return undefined
+      const ticket = randomBytes(32).toString('hex')
+      tickets.set(ticket, { expiresAt: now() + TICKET_TTL_MS, peer })
+      return ticket
+    },
+    async take (ticket, peer) {
+      const entry = tickets.get(ticket)
+      if (entry === undefined) return 'unknown'
+      tickets.delete(ticket)
+      if (entry.expiresAt <= now()) return 'expired'
+      return entry.peer === peer ? 'ok' : 'address'
+    },
+    size () {
+      prune()
+      return tickets.size
+    }
+  }
+}
+
 export interface ParentTrustOptions {
   auth: ChainAuth
   /** This child's own URL origin (child_url), part of every proof. */
@@ -39,6 +92,8 @@ export interface ParentTrustOptions {
   logger: Logger
   /** Counts a refused proof (vmfront_chain_auth_failures_total). */
   onFailure: () => void
+  /** Where tickets are issued and spent (default: a store of this process's own). */
+  tickets?: TicketStore
   now?: () => number
 }
 
@@ -47,10 +102,13 @@ export interface ParentTrust {
   handleControl (req: ClientRequest, res: ClientResponse): boolean
   /** Whether a request comes from the authenticated parent (idempotent per request). */
   fromParent (req: ClientRequest): boolean
+  /**
+   * For an HTTP/1.1 upgrade that brings a chain header: spends its ticket and
+   * settles what `fromParent` answers for it. Undefined: nothing to wait for.
+   */
+  upgradePending (req: ClientRequest): Promise<void> | undefined
   /** Sessions the parent authenticated that are still open. */
   sessions (): number
-  /** Tickets issued and not yet used or expired. */
-  tickets (): number
 }
 
 interface SessionState {
@@ -65,12 +123,10 @@ type Kind = 'proof' | 'header' | 'ticket' | 'control'
 /** Creates the child's trust state. */
 export function createParentTrust (options: ParentTrustOptions): ParentTrust {
   const { auth, childOrigin, logger } = options
-  const now = options.now ?? Date.now
+  const tickets = options.tickets ?? createTicketStore(options.now)
   const states = new WeakMap<ServerHttp2Session, SessionState>()
   const trusted = new Set<ServerHttp2Session>()
   const decided = new WeakMap<object, boolean>()
-  // Insertion order is expiry order (one TTL), so expired tickets sit at the front.
-  const tickets = new Map<string, { expiresAt: number, peer: string }>()
   const failureLog = createLogThrottle(FAILURE_LOG_INTERVAL_MS)
 
   function refused (kind: Kind, peer: string, message: string): void {
@@ -79,19 +135,15 @@ export function createParentTrust (options: ParentTrustOptions): ParentTrust {
     if (suppressed >= 0) logger.warn(message, { peer, ...(suppressed > 0 ? { suppressed } : {}) })
   }
 
-  function pruneTickets (): void {
-    const t = now()
-    for (const [ticket, entry] of tickets) {
-      if (entry.expiresAt > t) break
-      tickets.delete(ticket)
-    }
-  }
-
   function answer (res: ClientResponse, status: number, secret?: string): void {
     const headers: Record<string, string> = { 'cache-control': 'no-store', 'content-length': '0' }
     if (secret !== undefined) headers[CHAIN_AUTH_HEADER] = secret
-    ;(res as ServerResponse).writeHead(status, headers)
-    res.end()
+    // A ticket's answer comes later: the parent may have cancelled the stream meanwhile.
+    if (res.writableEnded) return
+    try {
+      ;(res as ServerResponse).writeHead(status, headers)
+      res.end()
+    } catch { /* the stream is gone: nobody waits for this answer */ }
   }
 
   function sessionOf (req: ClientRequest): ServerHttp2Session | undefined {
@@ -148,14 +200,13 @@ export function createParentTrust (options: ParentTrustOptions): ParentTrust {
         return true
       }
       if (req.method === 'POST' && path === CHAIN_TICKET_PATH && state.controlKey !== undefined && sameSecret(req.headers[CHAIN_AUTH_HEADER], state.controlKey)) {
-        pruneTickets()
-        if (tickets.size >= MAX_TICKETS) {
+        tickets.issue(peer).then((ticket) => {
+          if (ticket === undefined) answer(res, 503)
+          else answer(res, 200, ticket)
+        }, (err: unknown) => {
+          logger.warn('chain WebSocket ticket not issued: the ticket store did not answer', { peer, err })
           answer(res, 503)
-          return true
-        }
-        const ticket = randomBytes(32).toString('hex')
-        tickets.set(ticket, { expiresAt: now() + TICKET_TTL_MS, peer })
-        answer(res, 200, ticket)
+        })
         return true
       }
       if (req.headers[CHAIN_AUTH_HEADER] !== undefined) refused('control', peer, 'chain control request refused')
@@ -173,19 +224,30 @@ export function createParentTrust (options: ParentTrustOptions): ParentTrust {
         result = trusted.has(session)
         if (!result && value !== undefined) refused('header', peerOf(req), 'chain header on a session the parent did not authenticate: ignored')
       } else if (value !== undefined) {
-        const entry = typeof value === 'string' && req.headers.upgrade !== undefined ? tickets.get(value) : undefined
-        if (entry !== undefined) tickets.delete(value as string)
-        result = entry !== undefined && entry.expiresAt > now() && entry.peer === peerOf(req)
-        if (!result) refused(entry === undefined ? 'header' : 'ticket', peerOf(req), entry === undefined ? 'chain header from a client: ignored' : 'chain WebSocket ticket expired or from another address: ignored')
+        // A ticket is taken by upgradePending, before the upgrade handler asks.
+        refused('header', peerOf(req), 'chain header from a client: ignored')
       }
       decided.set(req, result)
       return result
     },
 
-    sessions: () => trusted.size,
-    tickets (): number {
-      pruneTickets()
-      return tickets.size
-    }
+    upgradePending (req): Promise<void> | undefined {
+      const value = req.headers[CHAIN_AUTH_HEADER]
+      if (value === undefined || sessionOf(req) !== undefined || decided.has(req)) return undefined
+      const peer = peerOf(req)
+      // Only what could be a ticket costs a look-up (with workers, a message to the primary).
+      if (typeof value !== 'string' || req.headers.upgrade === undefined || !TICKET_FORM.test(value)) return undefined
+      return tickets.take(value, peer).then((check) => {
+        decided.set(req, check === 'ok')
+        if (check === 'unknown') refused('header', peer, 'chain header from a client: ignored')
+        else if (check !== 'ok') refused('ticket', peer, 'chain WebSocket ticket expired or from another address: ignored')
+      }, (err: unknown) => {
+        decided.set(req, false)
+        refused('ticket', peer, 'chain WebSocket ticket not checked (the ticket store did not answer): served as an ordinary client')
+        logger.debug('chain ticket check failed', { err })
+      })
+    },
+
+    sessions: () => trusted.size
   }
 }

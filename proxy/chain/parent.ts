@@ -10,22 +10,18 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
 import type { RouteEntry } from '../router.ts'
-import type { Route, RouteTable } from '../route-table.ts'
-import type { ChainDeps, ChainForwardFn, ChainRuntime, ChainUpgradeFn } from './types.ts'
+import type { RouteTable } from '../route-table.ts'
+import type { ChainDeps, ChainRuntime } from './types.ts'
 import { createChainApi } from './api.ts'
 import type { ChainDomain, RegisterRequest } from './schema.ts'
 import { createChainAuth } from './auth.ts'
 import { ChainError, DomainConflictError } from './errors.ts'
-import { createChainForwarder } from './h2-forward.ts'
-import { createChildPool, type ChildPool } from './h2-pool.ts'
+import type { PoolStatus } from './h2-pool.ts'
 import { createRegistrationStore } from './persist.ts'
 import { createChildRegistry, type ChildRecord } from './registry.ts'
-import { createChainUpgrade } from './ws-forward.ts'
 import { addMulchRoutes } from './mulch-api.ts'
-import { forwardToMulchChild, upgradeToMulchChild } from './mulch-forward.ts'
-import { servedProfileName } from '../rate-profile.ts'
-import { createForwarder } from '../forward.ts'
-import { createWebSocketProxy } from '../websocket.ts'
+import { createChildForwarding, entriesOf, IDLE_SESSION } from './parent-forward.ts'
+import { CHAIN_OPS, createWorkerPeers, type ChildSnapshot, type ChildrenSnapshot } from './shared.ts'
 import { createLogThrottle } from '../log-throttle.ts'
 import { TLS_SERVER_POLICY } from '../tls-policy.ts'
 
@@ -48,13 +44,47 @@ export function apiListenAddress (parentUrl: string): { host: string, port: numb
   return { host: literal ? bare : '0.0.0.0', port, tls }
 }
 
-/** Starts the parent runtime: restores saved children, then listens for the API. */
+/** Host names of a parent's own that may get certificates: its https:// chain API's (never an IP address). */
+export function parentOwnHosts (parentUrl: string): string[] {
+  const url = new URL(parentUrl)
+  const host = url.hostname
+  return url.protocol === 'https:' && host !== 'localhost' && isIP(host.replace(/^\[|\]$/g, '')) === 0 ? [host] : []
+}
+
+/** A child's sessions over every worker: each worker's, and their sum for the status page's cell. */
+function sessionsOverWorkers (perWorker: ReadonlyArray<{ worker: number, status: Partial<PoolStatus> }>): Record<string, unknown> {
+  const list = perWorker.map(({ worker, status }) => ({ worker, ...status }))
+  const sum = (key: 'sessions' | 'streams' | 'resets'): number => list.reduce((n, s) => n + (s[key] ?? 0), 0)
+  const first = <K extends keyof PoolStatus>(key: K): PoolStatus[K] | undefined => list.find((s) => s[key] !== undefined)?.[key] as PoolStatus[K] | undefined
+  const downSince = list.map((s) => s.down_since).filter((d): d is string => d !== undefined).sort()[0]
+  return {
+    // Down when a worker finds it down: some of its requests are refused.
+    health: list.some((s) => s.health === 'down') ? 'down' : 'up',
+    connected: list.some((s) => s.connected === true),
+    sessions: sum('sessions'),
+    streams: sum('streams'),
+    resets: sum('resets'),
+    last_ping_rtt_ms: first('last_ping_rtt_ms'),
+    last_reset_reason: first('last_reset_reason'),
+    last_failure: first('last_failure'),
+    down_since: downSince,
+    authenticated: list.every((s) => s.authenticated !== false),
+    workers: list
+  }
+}
+
+/**
+ * Starts the parent runtime: restores saved children, then listens for the API.
+ * A single process also forwards to its children; a primary (deps.workers)
+ * publishes them to its workers instead, which forward (parent-worker.ts).
+ */
 export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   const { config, logger: baseLogger, metrics } = deps
   const chain = config.chain
   const logger = baseLogger.child({ chain: 'parent' })
   const auth = createChainAuth(chain.psk)
   const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger, { minIntervalMs: SAVE_INTERVAL_MS })
+  const workers = deps.workers?.role === 'primary' ? createWorkerPeers() : undefined
 
   // The parent's own domains, recomputed only when the route table object changes.
   let seenTable: RouteTable | undefined
@@ -69,54 +99,21 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   }
   const refusedLog = createLogThrottle(10_000)
   const registry = createChildRegistry({ leaseTtlMs: chain.leaseTtlMs, parentServes, maxChildren: chain.maxChildren })
-  const pools = new Map<string, ChildPool>()
+  // A primary serves no request: its workers hold the sessions.
+  const forwarding = workers === undefined ? createChildForwarding({ config, logger, metrics, auth, lookup: (name) => registry.get(name) }) : undefined
   const entriesByChild = new Map<string, readonly RouteEntry[]>()
   function * chainedEntries (): Iterable<RouteEntry> {
     for (const list of entriesByChild.values()) yield * list
   }
 
-  function poolFor (name: string): ChildPool | undefined {
-    const record = registry.get(name)
-    if (record === undefined) return undefined
-    let pool = pools.get(name)
-    if (pool === undefined || pool.url !== record.url) {
-      pool?.close()
-      pool = createChildPool({
-        child: name,
-        url: record.url,
-        logger,
-        pingIntervalMs: chain.pingIntervalMs,
-        pingTimeoutMs: chain.pingTimeoutMs,
-        connectTimeoutMs: chain.connectTimeoutMs,
-        idleTimeoutMs: chain.idleTimeoutMs,
-        maxConcurrentStreams: chain.maxConcurrentStreams,
-        auth,
-        onReset: (child) => { metrics.chainSessionResets.inc({ child }) }
-      })
-      pools.set(name, pool)
-    }
-    return pool
-  }
-
+  /** A child is gone or moved: its sessions close (a worker closes its own when it learns of it). */
   function dropPool (name: string, force: boolean): void {
-    const pool = pools.get(name)
-    if (pool === undefined) return
-    pools.delete(name)
-    pool.close(force)
-  }
-
-  /** The router entries of one child's domains. */
-  function entriesOf (child: ChildRecord): readonly RouteEntry[] {
-    return child.domains.map((d) => {
-      // redirect_to_https is the parent's to apply: its https port is the one clients reach.
-      const route: Route = Object.freeze({ domain: d.domain, redirectCode: 302, redirectToHttps: d.redirectToHttps === true, rateProfile: d.rateProfile })
-      return Object.freeze({ domain: d.domain, route, chain: Object.freeze({ child: child.name, url: child.url }), profile: servedProfileName(d.rateProfile, deps.hasProfile) })
-    })
+    forwarding?.drop(name, force)
   }
 
   /** Keeps a child's entries in step with the registry: O(its domains), not O(all). */
   function updateEntries (child: ChildRecord, present: boolean): void {
-    if (present) entriesByChild.set(child.name, entriesOf(child))
+    if (present) entriesByChild.set(child.name, entriesOf(child, deps.hasProfile))
     else entriesByChild.delete(child.name)
   }
 
@@ -131,16 +128,47 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   let lastSwapEnd = -Infinity
   let lastSwapMs = 0
   let stopped = false
+  // What the workers serve (a primary's), and when the last change is served everywhere.
+  let snapshot: ChildrenSnapshot = { version: 0, children: [] }
+  let served: Promise<void> = Promise.resolve()
+  let waiting: Array<() => void> = []
+
+  /**
+   * Resolves once every change made so far is served (here, or by every worker).
+   * `unlessSpaced`: not when the next swap is spaced out (a burst), which a
+   * registration's answer does not wait for: it would cost every registration of
+   * a burst a swap of its own, which spacing them avoids.
+   */
+  function inService (unlessSpaced = false): Promise<void> {
+    if (!swapPending || stopped) return served
+    if (unlessSpaced && swapTimer !== undefined) return Promise.resolve()
+    return new Promise((resolve) => { waiting.push(resolve) })
+  }
+
+  function publish (): Promise<void> {
+    if (workers === undefined) return Promise.resolve()
+    const children = registry.children().map((c): ChildSnapshot => ({ name: c.name, url: c.url, domains: c.domains, ...(c.protocol === undefined ? {} : { protocol: c.protocol }) }))
+    snapshot = { version: snapshot.version + 1, children }
+    return workers.ask(CHAIN_OPS.children, snapshot).then(() => {})
+  }
 
   function applyChanges (save = true): void {
     swapPending = false
     swapImmediate = undefined
     swapTimer = undefined
-    if (stopped) return
+    const resolve = waiting
+    waiting = []
+    if (stopped) {
+      for (const r of resolve) r()
+      return
+    }
     const start = performance.now()
     deps.served.serveChained(chainedEntries())
+    // A primary's workers each swap too, after the snapshot is built here: spaced alike.
+    served = publish()
     lastSwapEnd = performance.now()
     lastSwapMs = lastSwapEnd - start
+    void served.then(() => { for (const r of resolve) r() })
     // The store coalesces and spaces its writes too (SAVE_INTERVAL_MS).
     if (save) void store.save(() => registry.children())
   }
@@ -157,6 +185,11 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       swapTimer = setTimeout(applyChanges, Math.ceil(wait))
       swapTimer.unref()
     }
+  }
+
+  /** Logs a change once it is served (a line operators and tests act on). */
+  function whenServed (log: () => void): void {
+    void inService().then(log)
   }
 
   const saved = await store.load()
@@ -179,15 +212,17 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     const expired = registry.sweep(Date.now())
     if (expired.length === 0) return
     for (const child of expired) {
-      logger.warn('chain lease expired: routes dropped', { child: child.name, url: child.url, domains: child.domains.map((d) => d.domain), renewed_at: new Date(child.renewedAt).toISOString() })
       dropPool(child.name, false)
       updateEntries(child, false)
     }
     changed()
+    whenServed(() => {
+      for (const child of expired) logger.warn('chain lease expired: routes dropped', { child: child.name, url: child.url, domains: child.domains.map((d) => d.domain), renewed_at: new Date(child.renewedAt).toISOString() })
+    })
   }, sweepMs)
   sweepTimer.unref()
 
-  const childStatus = (c: ChildRecord): Record<string, unknown> => ({
+  const childStatus = (c: ChildRecord, session: (name: string) => unknown): Record<string, unknown> => ({
     name: c.name,
     url: c.url,
     domains: c.domains.map((d) => d.domain),
@@ -196,15 +231,28 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     ...(c.protocol === 'mulch'
       // No lease and no session: HTTP/1.1 through the forwarder's pool.
       ? { protocol: 'mulch', lease_expires_at: null }
-      : { lease_expires_at: new Date(c.expiresAt).toISOString(), session: pools.get(c.name)?.status() ?? { health: 'up', connected: false, sessions: 0, streams: 0, resets: 0 } })
+      : { lease_expires_at: new Date(c.expiresAt).toISOString(), session: session(c.name) })
   })
-  const status = (): Record<string, unknown> => ({
+  const statusOf = (session: (name: string) => unknown): Record<string, unknown> => ({
     role: 'parent',
     api: chain.parentUrl,
     lease_ttl_seconds: chain.leaseTtlMs / 1000,
     keepalive: { ping_interval_ms: chain.pingIntervalMs, ping_timeout_ms: chain.pingTimeoutMs, connect_timeout_ms: chain.connectTimeoutMs, idle_timeout_ms: chain.idleTimeoutMs, max_concurrent_streams: chain.maxConcurrentStreams },
-    children: registry.children().map(childStatus)
+    children: registry.children().map((c) => childStatus(c, session))
   })
+  /**
+   * The registry is the primary's; the sessions are each worker's: a child's
+   * `session` sums them, with each worker's own under `session.workers`.
+   */
+  const status = workers === undefined
+    ? () => statusOf((name) => forwarding?.sessionStatus(name) ?? IDLE_SESSION)
+    : async (): Promise<Record<string, unknown>> => {
+      const answers = await workers.ask<{ sessions: Record<string, PoolStatus> }>(CHAIN_OPS.status)
+      return {
+        ...statusOf((name) => sessionsOverWorkers(answers.map((a) => ({ worker: a.slot, status: a.value.sessions[name] ?? IDLE_SESSION })))),
+        workers: answers.length
+      }
+    }
 
   function register (request: RegisterRequest, peer: string): { leaseTtlMs: number, domains: readonly ChainDomain[] } {
     let outcome
@@ -235,22 +283,23 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     }
     if (outcome.changed) {
       updateEntries(record, true)
-      logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, ...(record.protocol === 'mulch' ? { protocol: 'mulch' } : { lease_ttl_ms: chain.leaseTtlMs }) })
       changed()
+      whenServed(() => { logger.info('chain child registered', { child: record.name, url: record.url, peer, domains: record.domains.length, ...(record.protocol === 'mulch' ? { protocol: 'mulch' } : { lease_ttl_ms: chain.leaseTtlMs }) }) })
     } else {
       logger.debug('chain lease renewed', { child: record.name })
     }
     // A child that registers is alive: a pool waiting to probe it may try now.
-    pools.get(record.name)?.probeNow()
+    forwarding?.probe(record.name)
+    workers?.notify(CHAIN_OPS.probe, { child: record.name })
     return { leaseTtlMs: chain.leaseTtlMs, domains: record.domains }
   }
   function deregister (name: string, peer: string): boolean {
     const record = registry.deregister(name)
     if (record === undefined) return false
-    logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length })
     dropPool(name, false)
     updateEntries(record, false)
     changed()
+    whenServed(() => { logger.info('chain child deregistered', { child: name, peer, domains: record.domains.length }) })
     return true
   }
   const app = createChainApi({
@@ -260,7 +309,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     register,
     deregister,
     conflicts: (name, domains) => registry.conflicts(name, domains),
-    status
+    status,
+    inService: () => inService(true)
   })
   // mulch-proxy children register on the same listener, in the same namespace.
   addMulchRoutes(app, {
@@ -274,7 +324,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     ownerLabel: (owner) => {
       const record = registry.get(owner)
       return record?.protocol === 'mulch' ? new URL(record.url).hostname : owner
-    }
+    },
+    inService: () => inService(true)
   })
 
   const listen = apiListenAddress(chain.parentUrl)
@@ -298,47 +349,17 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     logger.info('chain API listening', { parent_url: chain.parentUrl, host: listen.host, port: listen.port })
   }
 
-  // Mulch children get HTTP/1.1 through a VM forwarder of their own (same
-  // mechanism and settings as the proxy's), with the Mulch-PSK added.
-  const mulchForwarder = createForwarder({
-    connectTimeoutMs: chain.connectTimeoutMs,
-    responseTimeoutMs: config.timeouts.upstreamResponseMs,
-    idleTimeoutMs: config.timeouts.upstreamIdleMs,
-    keepAliveMs: config.upstream.keepAliveMs,
-    maxConnectionsPerTarget: config.upstream.maxConnectionsPerTarget
-  })
-  const mulchWebsockets = createWebSocketProxy({ connectTimeoutMs: chain.connectTimeoutMs, idleTimeoutMs: config.timeouts.websocketIdleMs, responseTimeoutMs: config.timeouts.upstreamResponseMs })
-  const isMulch = (child: string): boolean => registry.get(child)?.protocol === 'mulch'
-
-  const h2Forward = createChainForwarder({
-    pool: poolFor,
-    responseTimeoutMs: config.timeouts.upstreamResponseMs,
-    idleTimeoutMs: config.timeouts.upstreamIdleMs
-  })
-  const forward: ChainForwardFn = (req, res, entry, client, onError) => {
-    if (isMulch(entry.chain!.child)) forwardToMulchChild(mulchForwarder, req, res, entry.chain!.url, chain.psk, client, onError)
-    else h2Forward(req, res, entry, client, onError)
-  }
-  const h2Upgrade = createChainUpgrade({
-    pool: poolFor,
-    connectTimeoutMs: chain.connectTimeoutMs,
-    responseTimeoutMs: config.timeouts.upstreamResponseMs,
-    idleTimeoutMs: config.timeouts.websocketIdleMs
-  })
-
-  const upgrade: ChainUpgradeFn = (req, socket, head, entry, client, done) => {
-    if (isMulch(entry.chain!.child)) upgradeToMulchChild(mulchWebsockets, req, socket, head, entry.chain!.url, chain.psk, client, done)
-    else h2Upgrade(req, socket, head, entry, client, done)
-  }
-
-  const apiHost = new URL(chain.parentUrl).hostname
   return {
     entries: chainedEntries,
-    ownHosts: () => (listen.tls && apiHost !== 'localhost' && isIP(apiHost.replace(/^\[|\]$/g, '')) === 0 ? [apiHost] : []),
-    forward,
-    upgrade,
+    ownHosts: () => parentOwnHosts(chain.parentUrl),
+    ...(forwarding === undefined ? {} : { forward: forwarding.forward, upgrade: forwarding.upgrade }),
     status,
-    forget (nameOrUrl: string) {
+    attachWorker (peer, slot) {
+      // A worker that starts (or replaces one) asks for what is served now.
+      peer.handle(CHAIN_OPS.childrenNow, () => snapshot)
+      return workers?.add(slot, peer) ?? (() => {})
+    },
+    async forget (nameOrUrl: string) {
       const gone = registry.forget(nameOrUrl)
       for (const record of gone) {
         logger.info('chain child forgotten by the operator', { child: record.name, url: record.url, domains: record.domains.map((d) => d.domain), ...(record.protocol === 'mulch' ? { protocol: 'mulch' } : {}) })
@@ -346,6 +367,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
         updateEntries(record, false)
       }
       if (gone.length > 0) changed()
+      await inService()
       return gone.map((r) => ({ name: r.name, url: r.url, domains: r.domains.map((d) => d.domain), ...(r.protocol === 'mulch' ? { protocol: 'mulch' } : {}) }))
     },
     async reload (): Promise<void> {
@@ -360,9 +382,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       clearImmediate(swapImmediate)
       clearTimeout(swapTimer)
       clearInterval(sweepTimer)
-      for (const name of [...pools.keys()]) dropPool(name, true)
-      mulchWebsockets.close()
-      await mulchForwarder.close()
+      for (const r of waiting.splice(0)) r()
+      await forwarding?.close()
       server?.closeAllConnections()
       await store.save(registry.children())
     }

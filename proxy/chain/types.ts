@@ -17,6 +17,8 @@ import type { RouteEntry } from '../router.ts'
 import type { RouteTable } from '../route-table.ts'
 import type { ServedRoutes } from '../served-routes.ts'
 import type { ClientInfo, ClientRequest, ClientResponse, ForwardOutcome, ForwardStats, UpstreamFailure } from '../http-types.ts'
+import type { IpcPeer } from '../worker-ipc.ts'
+import type { ChainWorkers } from './shared.ts'
 
 /** Forwards a chained domain's request to its child (parent mode); `stats` as the forwarder's. */
 export type ChainForwardFn = (req: ClientRequest, res: ClientResponse, entry: RouteEntry, client: ClientInfo, onError: (outcome: ForwardOutcome) => void, stats?: ForwardStats) => void
@@ -53,11 +55,20 @@ export interface ChainRuntime {
   attachListener?: (server: http.Server | http2.Http2SecureServer) => void
   /**
    * Parent: removes a child now, by name or by URL (a Mulch child has no lease:
-   * this is how it goes). Returns the children removed (empty: none matched).
+   * this is how it goes). Resolves with the children removed (empty: none
+   * matched) once their domains are served no more (by any worker).
    */
-  forget?: (nameOrUrl: string) => Array<{ name: string, url: string, domains: string[], protocol?: string }>
-  /** For /status and the diagnostic dump. */
+  forget?: (nameOrUrl: string) => Promise<Array<{ name: string, url: string, domains: string[], protocol?: string }>>
+  /**
+   * For /status and the diagnostic dump. A primary's is a Promise: it asks its
+   * workers for their part (a parent's sessions, a child's parent sessions).
+   */
   status (): unknown
+  /**
+   * Primary (ChainDeps.workers): wires a worker's IPC channel to the chain (what
+   * it serves, the tickets, the figures /status asks for); returns what unwires it.
+   */
+  attachWorker?: (peer: IpcPeer, slot: number) => () => void
   /** SIGHUP: a child re-registers its (new) routes. */
   reload (): Promise<void>
   /** Start of a shutdown, before the drain: a child deregisters from its parent. */
@@ -81,4 +92,6 @@ export interface ChainDeps {
    * certificate manager). Without it such a parent does not start its API.
    */
   tls?: { key: string, cert: string, SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void }
+  /** With workers (SPEC §12): this process's part, see proxy/chain/shared.ts. Absent: a single process. */
+  workers?: ChainWorkers
 }

@@ -16,6 +16,17 @@ export const PSK = 'test-chain-psk-0123456789'
 /** Short keepalive and lease timings, so healing is seen within a test. */
 export const FAST: Record<string, string | number> = { lease_ttl: '2s', ping_interval: '200ms', ping_timeout: '300ms', connect_timeout: '500ms' }
 
+/**
+ * Processes per test proxy: 1 unless said (a chain test is about the chain; the
+ * worker tests say `workers: 2`). VMFRONT_TEST_CHAIN_WORKERS=2 runs every chain
+ * test's proxies with workers, to check nothing depends on one process.
+ */
+const DEFAULT_WORKERS = Number(process.env.VMFRONT_TEST_CHAIN_WORKERS ?? 1)
+
+function serverSection (workers: number | undefined): string {
+  return `[server]\nworkers = ${workers ?? DEFAULT_WORKERS}\n`
+}
+
 /** The `[chain]` timing keys: FAST with `overrides` (numbers are written as TOML numbers). */
 export function timings (overrides: Record<string, string | number> = {}): string {
   return Object.entries({ ...FAST, ...overrides }).map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join('')
@@ -35,6 +46,8 @@ export interface ParentOptions {
   chain?: Record<string, string | number>
   /** Replace the [listen] section (default: http and admin on free ports, no https). */
   listen?: string
+  /** `[server] workers` (default 1, see DEFAULT_WORKERS). */
+  workers?: number
 }
 
 /** Starts a parent proxy; its chain API listens on `apiPort` (free port by default). */
@@ -43,7 +56,7 @@ export async function startParent (t: Teardown, options: ParentOptions = {}): Pr
   const proxy = await startProxyProcess(t, {
     routes: options.routes,
     listen: options.listen,
-    toml: `[chain]\nmode = "parent"\nparent_url = "http://127.0.0.1:${apiPort}"\npsk = "${PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
+    toml: `${serverSection(options.workers)}[chain]\nmode = "parent"\nparent_url = "http://127.0.0.1:${apiPort}"\npsk = "${PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
   })
   return Object.assign(proxy, { apiPort, api: `http://127.0.0.1:${apiPort}/chain/v1` })
 }
@@ -60,6 +73,8 @@ export interface ChildOptions {
   childUrl?: string
   /** Also an https listener on a free port (self-signed fallback certificate). */
   https?: boolean
+  /** `[server] workers` (default 1, see DEFAULT_WORKERS). */
+  workers?: number
 }
 
 /** Starts a child proxy serving h2c and HTTP/1.1 on `port` (free port by default), registering at the parent. */
@@ -68,7 +83,7 @@ export async function startChild (t: Teardown, options: ChildOptions): Promise<P
   const proxy = await startProxyProcess(t, {
     routes: options.routes,
     listen: `[listen]\nhttp = "127.0.0.1:${port}"\nhttps = "${options.https === true ? '127.0.0.1:0' : ''}"\nadmin = "127.0.0.1:0"`,
-    toml: `[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "${options.childUrl ?? `http://127.0.0.1:${port}`}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
+    toml: `${serverSection(options.workers)}[chain]\nmode = "child"\nparent_url = "http://127.0.0.1:${options.apiPort}"\nchild_url = "${options.childUrl ?? `http://127.0.0.1:${port}`}"\nname = "${options.name}"\npsk = "${options.psk ?? PSK}"\n${timings(options.chain)}${options.toml ?? ''}`
   })
   return Object.assign(proxy, { port })
 }

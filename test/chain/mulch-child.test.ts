@@ -24,7 +24,9 @@ t.test('mulch-proxy parent ↔ vmfront child', async (t) => {
       { domain: 'app.example.com', target: vm.origin },
       { domain: 'sec.example.com', target: vm.origin, redirect_to_https: true }
     ]),
-    toml: STRICT
+    toml: STRICT,
+    // With workers (SPEC §12): the primary learns the Mulch protocol, each worker believes the parent.
+    workers: 2
   })
   const fromClient = new Agent({ localAddress: '127.0.0.2' })
   t.teardown(() => fromClient.close())

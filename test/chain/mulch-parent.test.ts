@@ -12,7 +12,8 @@ import { startMulchChild } from './mulch-standin.ts'
 
 t.test('vmfront parent ↔ mulch-proxy child', async (t) => {
   const vm = await startBackend(t)
-  const parent = await startParent(t, { routes: routesDoc([{ domain: 'own.example.com', target: vm.origin }]) })
+  // With workers (SPEC §12): the primary registers Mulch children, each worker forwards to them.
+  const parent = await startParent(t, { routes: routesDoc([{ domain: 'own.example.com', target: vm.origin }]), workers: 2 })
   const mulchApi = `http://127.0.0.1:${parent.apiPort}`
   const mulch = await startMulchChild(t, { parentApi: mulchApi, psk: PSK, routes: { 'm1.example.com': vm.origin, 'm2.example.com': vm.origin } })
   const fromClient = new Agent({ localAddress: '127.0.0.2' })

@@ -112,13 +112,13 @@ t.test('vmfront routes check', async (t) => {
   t.equal(run(['routes', 'check', join(ROOT, 'examples/routes.json')]).status, 0, 'the shipped example is valid')
 })
 
-t.test('[server] workers (SPEC §12): 0 = one per CPU; a chain keeps one process and says so', async (t) => {
+t.test('[server] workers (SPEC §12): 0 = one per CPU, a chain parent or child included', async (t) => {
   t.same(parseConfigText('[server]\nworkers = 4\n', 'w.toml').warnings, [], 'several workers: no warning')
   t.equal(workerCount(parseConfigText('[server]\nworkers = 4\n', 'w.toml')), 4)
   t.equal(workerCount(parseConfigText('', 'w.toml'), 3), 3, 'the default follows the CPUs')
   const chained = parseConfigText('[server]\nworkers = 4\n[chain]\nmode = "parent"\nparent_url = "http://127.0.0.1:7000"\npsk = "0123456789abcdef0123456789abcdef"\n', 'w.toml')
-  t.equal(workerCount(chained), 1, 'a chain parent runs one process')
-  t.match(chained.warnings.join('\n'), /server\.workers: a chain parent serves with one process/)
+  t.equal(workerCount(chained), 4, 'a chain parent runs its workers too')
+  t.same(chained.warnings, [], 'and says nothing about it')
   t.equal(parseConfigText('[server]\nworkers = 4\n', 'w.toml').server.workers, 4)
   t.same(problemsOf('[server]\nworkers = -1').map((p) => p.path), ['server.workers'], 'a negative count is an error')
   t.same(problemsOf('[server]\nworkerz = 2').map((p) => p.message), ['is not a known key: did you mean "workers"?'])
