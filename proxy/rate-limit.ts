@@ -147,8 +147,26 @@ export interface RateLimiter {
   snapshot (options?: { top?: number }): ProfileRateState[]
   /** Drops idle per-IP state now; returns how many entries went. Runs by itself too. */
   sweep (): number
+  /**
+   * A block for one worker of a proxy with several (shared-rate-limit.ts, SPEC §12):
+   * takes `slots` free concurrency slots and `tokens` tokens available now, all or
+   * nothing (a client near its limit is admitted request by request, exactly: no
+   * block sits unused while it is refused), and holds them until
+   * `giveBack` (slots; tokens are not given back: the worker lets them lapse at the
+   * refill rate). Undefined when that cannot be had at once (unlimited profile, VIP,
+   * requests queued for the IP, fewer free slots or tokens): ask `admit` instead.
+   */
+  lease (ip: string, profileName: string, slots: number, tokens: number): Lease | undefined
+  /** Gives back `slots` leased slots of (ip, profile): the IP's oldest queued requests take them first. */
+  giveBack (ip: string, profileName: string, slots: number): void
   /** Stops the sweep timer. Waiting requests still settle by their own timers. */
   close (): void
+}
+
+/** What `lease` took: slots (0 without a concurrency limit) and tokens (0 without a bucket). */
+export interface Lease {
+  readonly slots: number
+  readonly tokens: number
 }
 
 /** Float slack when comparing times, so 3 × (1000/3) ms counts as a full second. */
@@ -505,6 +523,41 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     return afterSlot(s, e, signal)
   }
 
+  function lease (ip: string, profileName: string, slots: number, tokens: number): Lease | undefined {
+    const s = states.get(profileName)
+    if (s === undefined || !s.limited || slots < 1 || tokens < 1) return undefined
+    const key = normalizeIp(ip)
+    let e = s.entries.get(key)
+    if (e === undefined) {
+      if (s.vip.matches(key)) return undefined
+      if (now() - lastSweep >= sweepIntervalMs) sweep()
+      if (s.entries.size >= s.evictAt) makeRoom(s)
+      e = new Entry()
+      s.entries.set(key, e)
+    }
+    if (e.queued > 0) return undefined
+    const gotSlots = s.maxInFlight === 0 ? 0 : slots
+    if (s.maxInFlight > 0 && s.maxInFlight - e.inFlight < slots) return undefined
+    let gotTokens = 0
+    if (s.burst > 0) {
+      // Tokens that `reserve` would give without a delay: the bucket's free part.
+      const t = now()
+      const from = e.tat > t ? e.tat : t
+      if (Math.floor((s.burstSpanMs - (from - t)) / s.intervalMs + EPSILON_MS) < tokens) return undefined
+      gotTokens = tokens
+      e.tat = from + gotTokens * s.intervalMs
+    }
+    e.inFlight += gotSlots
+    return { slots: gotSlots, tokens: gotTokens }
+  }
+
+  function giveBack (ip: string, profileName: string, slots: number): void {
+    const s = states.get(profileName)
+    const e = s?.entries.get(normalizeIp(ip))
+    if (s === undefined || e === undefined || s.maxInFlight === 0) return
+    for (let i = 0; i < slots && e.inFlight > 0; i++) releaseSlot(s, e)
+  }
+
   /**
    * Forgets the oldest entries that hold no request (Map order is arrival order)
    * until a quarter of `maxTrackedIps` is free. When busy entries keep the map full,
@@ -595,6 +648,8 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     profile: (name) => (states.get(name) ?? defaultState).profile,
     snapshot,
     sweep,
+    lease,
+    giveBack,
     close (): void {
       closed = true
       if (sweepTimer !== undefined) timers.clearTimeout(sweepTimer)
