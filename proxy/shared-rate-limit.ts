@@ -67,19 +67,28 @@ type Answer = { go: true, lease?: [number, number, number] } | { refuse: Refusal
 
 /** What a worker holds of one (profile, IP) lease. */
 interface Held {
-  /** Slots are leased (the profile has a concurrency limit); tokens lapse at `perMs` a ms (0: no bucket). */
+  /** Slots are leased (the profile has a concurrency limit); tokens are (it has a bucket). */
   readonly slotted: boolean
-  perMs: number
+  readonly bucket: boolean
   /** Leased slots not in use. */
   free: number
   /** Leased slots in use by this worker's requests. */
   inUse: number
-  /** Tokens of the last grant not yet used, */
-  tokens: number
-  /** out of `granted`, taken no earlier than `since` (this worker's clock): they lapse at the refill rate. */
-  granted: number
-  since: number
+  /** Token grants, oldest first (empty without a bucket). */
+  grants: Grant[]
   lastUse: number
+}
+
+/**
+ * Tokens of one grant not yet used, out of `granted`, taken no earlier than `since`
+ * (this worker's clock): they lapse at the refill rate, `perMs` a ms. Each grant
+ * lapses on its own: the primary's bucket counted each as used from its own start.
+ */
+interface Grant { tokens: number, readonly granted: number, readonly since: number, readonly perMs: number }
+
+/** Tokens of `g` usable at `t`. */
+function usable (g: Grant, t: number): number {
+  return Math.min(g.tokens, Math.floor(g.granted - (t - g.since) * g.perMs))
 }
 
 /** Worker side: a RateLimiter whose decisions the primary makes. `now`: a monotonic clock in ms. */
@@ -88,6 +97,9 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
   const fallback = byName.get(DEFAULT_PROFILE_NAME) ?? { name: DEFAULT_PROFILE_NAME } as RateProfile
   const profileOf = (name: string): RateProfile => byName.get(name) ?? fallback
   const leases = new Map<string, Held>()
+  // Keys with a lease asked for and not answered yet: one at a time, so a burst of
+  // requests does not lease a block each (the others are admitted one by one).
+  const asking = new Set<string>()
   let nextId = 1
   let closed = false
   let sweeper: NodeJS.Timeout | undefined
@@ -98,10 +110,11 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
   /** Admits from the lease when it has a slot and a token that has not lapsed. */
   const takeLocal = (h: Held, t: number): boolean => {
     if (h.slotted && h.free < 1) return false
-    if (h.perMs > 0) {
-      const left = Math.min(h.tokens, Math.floor(h.granted - (t - h.since) * h.perMs))
-      if (left < 1) return false
-      h.tokens--
+    if (h.bucket) {
+      // Lapsed grants go; the oldest still usable pays.
+      while (h.grants.length > 0 && usable(h.grants[0], t) < 1) h.grants.shift()
+      if (h.grants.length === 0) return false
+      h.grants[0].tokens--
     }
     if (h.slotted) { h.free--; h.inUse++ }
     h.lastUse = t
@@ -164,27 +177,28 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
         else primary.notify('rl.end', id)
       }
       const ticket: Ticket = { kind: 'go', release: end }
-      const promise = primary.request<Answer>('rl.admit', [id, ip, profile.name, 1]).then((a): Verdict => {
+      const leasing = !asking.has(key)
+      if (leasing) asking.add(key)
+      const answered = (): void => { if (leasing) asking.delete(key) }
+      const promise = primary.request<Answer>('rl.admit', [id, ip, profile.name, leasing ? 1 : 0]).then((a): Verdict => {
+        answered()
         if ('go' in a && a.lease !== undefined) {
           const [slots, tokens, perSecond] = a.lease
           if (ended || closed) { giveBack(ip, profile.name, slots); return ABORTED }
           let h = leases.get(key)
-          if (h !== undefined && h.slotted !== slots > 0) {
+          if (h !== undefined && (h.slotted !== slots > 0 || h.bucket !== tokens > 0)) {
             // The profile changed under us (a reload): start over with this grant.
             giveBack(ip, profile.name, h.free)
             leases.delete(key)
             h = undefined
           }
-          if (h === undefined) { h = { slotted: slots > 0, perMs: 0, free: 0, inUse: 0, tokens: 0, granted: 0, since: sentAt, lastUse: sentAt }; keep(key, h) }
+          if (h === undefined) { h = { slotted: slots > 0, bucket: tokens > 0, free: 0, inUse: 0, grants: [], lastUse: sentAt }; keep(key, h) }
           const usesSlot = slots > 0 ? 1 : 0
           h.free += slots - usesSlot
           h.inUse += usesSlot
-          // A new grant replaces what is left of the last one (dropping tokens only under-admits).
-          h.tokens = Math.max(0, tokens - 1)
-          h.granted = tokens
-          h.perMs = tokens > 0 ? perSecond / 1000 : 0
-          // Sent before the primary took them: they lapse a little early, never late.
-          h.since = sentAt
+          // This request uses one; the since is when it was sent, before the primary
+          // took them: they lapse a little early, never late.
+          if (tokens > 1) h.grants.push({ tokens: tokens - 1, granted: tokens, since: sentAt, perMs: perSecond / 1000 })
           h.lastUse = now()
           const leased = leasedTicket(profile, ip, h)
           leasedEnd = leased.release
@@ -196,6 +210,7 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
         else if ('refuse' in a) { ended = true; settled = { kind: 'refuse', reason: a.refuse, retryAfterSec: a.retryAfterSec } } else { ended = true; settled = ABORTED }
         return settled
       }, (): Verdict => {
+        answered()
         // The primary is gone (it is restarting us): fail open for this one request rather than hang it.
         ended = true
         settled = UNLIMITED
