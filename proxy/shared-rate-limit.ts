@@ -12,18 +12,20 @@
  * Leases, for LARGE limits only: when every limit of a profile is at least
  * LEASE_SHARE x workers x the block, the primary answers a worker's request with a
  * block (up to MAX_SLOT_BLOCK concurrency slots, and tokens) taken from the IP's
- * state as `admit` would take them, and the worker admits that IP's next requests
- * itself until the block is spent: the round trip per request becomes one per
- * block, so the primary's work no longer grows with the request rate. Never more:
- * leased slots count as in flight in the primary until given back (idle for
- * LEASE_IDLE_MS, a worker's exit, a reload), and leased tokens lapse in the worker
- * at the bucket's refill rate from before the request was sent, so what the primary
- * can still give plus what workers still hold is never more than the bucket (the
- * token-bucket bound holds exactly). A block is leased only whole: a client with
- * fewer than a block left is admitted request by request, exactly. The cost is
+ * state, and the worker admits that IP's next requests itself until the block is
+ * spent (it asks for more tokens when half are used, reporting those it used): the
+ * round trip per request becomes one per block, so the primary's work no longer
+ * grows with the request rate. Never more than the limit: leased slots count as in
+ * flight in the primary until given back (idle for LEASE_IDLE_MS, spent, a reload,
+ * the worker's exit); leased tokens count as taken and do not refill until the
+ * worker reports them used (they refill from the report, later than from their
+ * use) or gives them back unused, so what the primary can give plus what workers
+ * hold never exceeds the bucket. A block is leased only whole: a client with fewer
+ * than a block left is admitted request by request, exactly. The cost is
  * under-admission near a limit: at most workers x block slots or tokens sit unused
- * in other workers, i.e. at most 1/LEASE_SHARE of the limit. Smaller limits (`2 concurrent`, `10 requests`) are
- * never leased: every request asks the primary, exactly as before.
+ * in other workers (at most 1/LEASE_SHARE of the limit), and used tokens refill up
+ * to one renewal later. Smaller limits (`2 concurrent`, `10 requests`) are never
+ * leased: every request asks the primary, exactly as before.
  */
 import { ABORTED, UNLIMITED, type Admission, type RateLimiter, type Refusal, type Ticket, type Verdict, type Wait } from './rate-limit.ts'
 import { isUnlimited, DEFAULT_PROFILE_NAME, type RateProfile } from './rate-profile.ts'
@@ -36,8 +38,6 @@ export const MAX_SLOT_BLOCK = 64
 /** Smaller blocks than these are not worth a lease (the limit is too small to share). */
 const MIN_SLOT_BLOCK = 4
 const MIN_TOKEN_BLOCK = 8
-/** A lease's tokens cover at most this much of the refill (they lapse at the refill rate anyway). */
-const TOKEN_BLOCK_MS = 1000
 /** Free leased slots unused this long go back to the primary. */
 export const LEASE_IDLE_MS = 500
 
@@ -52,21 +52,20 @@ export function leaseBlock (profile: RateProfile, workers: number): { slots: num
   }
   let tokens = 1
   if (profile.limitBurstRequests > 0) {
-    tokens = Math.min(share(profile.limitBurstRequests), Math.floor(profile.limitRequestsPerSecond * TOKEN_BLOCK_MS / 1000))
+    tokens = share(profile.limitBurstRequests)
     if (tokens < MIN_TOKEN_BLOCK) return undefined
   }
   return { slots, tokens }
 }
 
-/**
- * The primary's answer: go (with a lease [slots, tokens, refill per second] when one
- * was taken), refused, or aborted. The refill rate is the primary's profile's: the
- * one its bucket refills at is the one leased tokens must lapse at.
- */
-type Answer = { go: true, lease?: [number, number, number] } | { refuse: Refusal['reason'], retryAfterSec: number } | { aborted: true }
+/** The primary's answer: go (with a lease [slots, tokens] when one was taken), refused, or aborted. */
+type Answer = { go: true, lease?: [number, number] } | { refuse: Refusal['reason'], retryAfterSec: number } | { aborted: true }
 
 /** What a worker holds of one (profile, IP) lease. */
 interface Held {
+  readonly key: string
+  readonly ip: string
+  readonly profile: string
   /** Slots are leased (the profile has a concurrency limit); tokens are (it has a bucket). */
   readonly slotted: boolean
   readonly bucket: boolean
@@ -74,21 +73,13 @@ interface Held {
   free: number
   /** Leased slots in use by this worker's requests. */
   inUse: number
-  /** Token grants, oldest first (empty without a bucket). */
-  grants: Grant[]
+  /** Leased tokens not used yet. */
+  tokens: number
+  /** Tokens used and not yet reported to the primary (its bucket refills them from the report). */
+  used: number
+  /** The last block's size: a renewal is asked for below half of it. */
+  granted: number
   lastUse: number
-}
-
-/**
- * Tokens of one grant not yet used, out of `granted`, taken no earlier than `since`
- * (this worker's clock): they lapse at the refill rate, `perMs` a ms. Each grant
- * lapses on its own: the primary's bucket counted each as used from its own start.
- */
-interface Grant { tokens: number, readonly granted: number, readonly since: number, readonly perMs: number }
-
-/** Tokens of `g` usable at `t`. */
-function usable (g: Grant, t: number): number {
-  return Math.min(g.tokens, Math.floor(g.granted - (t - g.since) * g.perMs))
 }
 
 /** Worker side: a RateLimiter whose decisions the primary makes. `now`: a monotonic clock in ms. */
@@ -104,23 +95,48 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
   let closed = false
   let sweeper: NodeJS.Timeout | undefined
 
-  const giveBack = (ip: string, profile: string, slots: number): void => {
-    if (slots > 0) primary.notify('rl.return', [ip, profile, slots])
+  const giveBack = (ip: string, profile: string, slots: number, used = 0, unused = 0): void => {
+    if (slots + used + unused > 0) primary.notify('rl.return', [ip, profile, slots, used, unused])
   }
-  /** Admits from the lease when it has a slot and a token that has not lapsed. */
+  /** Everything `h` holds and does not use goes back; what it used is reported. */
+  const settle = (h: Held): void => {
+    giveBack(h.ip, h.profile, h.free, h.used, h.tokens)
+    h.free = 0
+    h.used = 0
+    h.tokens = 0
+  }
+  /** Admits from the lease when it has a free slot and a token. */
   const takeLocal = (h: Held, t: number): boolean => {
     if (h.slotted && h.free < 1) return false
     if (h.bucket) {
-      // Lapsed grants go; the oldest still usable pays.
-      while (h.grants.length > 0 && usable(h.grants[0], t) < 1) h.grants.shift()
-      if (h.grants.length === 0) return false
-      h.grants[0].tokens--
+      if (h.tokens < 1) return false
+      h.tokens--
+      h.used++
+      if (h.tokens < h.granted / 2) renew(h)
     }
     if (h.slotted) { h.free--; h.inUse++ }
     h.lastUse = t
     return true
   }
-  const leasedTicket = (p: RateProfile, ip: string, h: Held): Ticket => {
+  /**
+   * Half the block's tokens used: reports them and asks for more now, while this
+   * worker still admits from what it holds, so a busy client's requests neither
+   * wait for the next block nor fall back to one round trip each meanwhile.
+   */
+  const renew = (h: Held): void => {
+    if (asking.has(h.key)) return
+    asking.add(h.key)
+    const used = h.used
+    h.used = 0
+    primary.request<number>('rl.lease', [h.ip, h.profile, used]).then((tokens) => {
+      asking.delete(h.key)
+      if (tokens === 0) return
+      if (closed || leases.get(h.key) !== h) { giveBack(h.ip, h.profile, 0, 0, tokens); return }
+      h.tokens += tokens
+      h.granted = tokens
+    }, () => { asking.delete(h.key) })
+  }
+  const leasedTicket = (h: Held): Ticket => {
     if (!h.slotted) return UNLIMITED
     let released = false
     return {
@@ -129,7 +145,7 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
         if (released) return
         released = true
         h.inUse--
-        if (closed || leases.get(`${p.name} ${ip}`) !== h) giveBack(ip, p.name, 1)
+        if (closed || leases.get(h.key) !== h) giveBack(h.ip, h.profile, 1)
         else { h.free++; h.lastUse = now() }
       }
     }
@@ -138,9 +154,7 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
     const t = now()
     for (const [key, h] of leases) {
       if (t - h.lastUse < LEASE_IDLE_MS) continue
-      const cut = key.indexOf(' ')
-      giveBack(key.slice(cut + 1), key.slice(0, cut), h.free)
-      h.free = 0
+      settle(h)
       if (h.inUse === 0) leases.delete(key)
     }
     if (leases.size === 0 && sweeper !== undefined) { clearInterval(sweeper); sweeper = undefined }
@@ -159,12 +173,10 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
       if (byName.get(profile.name) === undefined || isUnlimited(profile)) return UNLIMITED
       const key = `${profile.name} ${ip}`
       const held = leases.get(key)
-      const sentAt = now()
       if (held !== undefined) {
-        if (takeLocal(held, sentAt)) return leasedTicket(profile, ip, held)
-        // Spent: its free slots go back (in this batch, before the request) so a new block replaces them.
-        giveBack(ip, profile.name, held.free)
-        held.free = 0
+        if (takeLocal(held, now())) return leasedTicket(held)
+        // Spent: what is left goes back (in this batch, before the request) so a new block replaces it.
+        settle(held)
       }
       const id = nextId++
       let settled: Verdict | undefined
@@ -183,25 +195,24 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
       const promise = primary.request<Answer>('rl.admit', [id, ip, profile.name, leasing ? 1 : 0]).then((a): Verdict => {
         answered()
         if ('go' in a && a.lease !== undefined) {
-          const [slots, tokens, perSecond] = a.lease
-          if (ended || closed) { giveBack(ip, profile.name, slots); return ABORTED }
+          const [slots, tokens] = a.lease
+          if (ended || closed) { giveBack(ip, profile.name, slots, 0, tokens); return ABORTED }
           let h = leases.get(key)
           if (h !== undefined && (h.slotted !== slots > 0 || h.bucket !== tokens > 0)) {
-            // The profile changed under us (a reload): start over with this grant.
-            giveBack(ip, profile.name, h.free)
+            // The profile changed under us (a reload): start over with this block.
+            settle(h)
             leases.delete(key)
             h = undefined
           }
-          if (h === undefined) { h = { slotted: slots > 0, bucket: tokens > 0, free: 0, inUse: 0, grants: [], lastUse: sentAt }; keep(key, h) }
-          const usesSlot = slots > 0 ? 1 : 0
-          h.free += slots - usesSlot
-          h.inUse += usesSlot
-          // This request uses one; the since is when it was sent, before the primary
-          // took them: they lapse a little early, never late.
-          if (tokens > 1) h.grants.push({ tokens: tokens - 1, granted: tokens, since: sentAt, perMs: perSecond / 1000 })
+          if (h === undefined) {
+            h = { key, ip, profile: profile.name, slotted: slots > 0, bucket: tokens > 0, free: 0, inUse: 0, tokens: 0, used: 0, granted: 0, lastUse: 0 }
+            keep(key, h)
+          }
+          // This request takes one of each.
+          if (slots > 0) { h.free += slots - 1; h.inUse++ }
+          if (tokens > 0) { h.tokens += tokens - 1; h.used++; h.granted = tokens }
           h.lastUse = now()
-          const leased = leasedTicket(profile, ip, h)
-          leasedEnd = leased.release
+          leasedEnd = leasedTicket(h).release
           settled = ticket
           return settled
         }
@@ -237,11 +248,7 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
       // Retired (a reload changed the profiles) or stopping: free leased slots go back now, busy ones as they end.
       closed = true
       if (sweeper !== undefined) { clearInterval(sweeper); sweeper = undefined }
-      for (const [key, h] of leases) {
-        const cut = key.indexOf(' ')
-        giveBack(key.slice(cut + 1), key.slice(0, cut), h.free)
-        h.free = 0
-      }
+      for (const h of leases.values()) settle(h)
       leases.clear()
     }
   }
@@ -254,21 +261,35 @@ export function createRemoteRateLimiter (profiles: readonly RateProfile[], prima
 export function serveRateLimits (current: () => RateLimiter, worker: IpcPeer, workers: () => number = () => 1): { release: () => void } {
   // Per id: what to call when the worker says the request ended (release a ticket, cancel a wait).
   const held = new Map<number, () => void>()
-  // Leased slots per "profile ip", with the limiter that leased them (a reload may have swapped it since).
-  const leased = new Map<string, Array<{ limiter: RateLimiter, slots: number }>>()
-  const returnSlots = (ip: string, profile: string, slots: number): void => {
+  // What this worker holds by lease per "profile ip", with the limiter that leased it
+  // (a reload may have swapped it since), oldest first.
+  const leased = new Map<string, Array<{ limiter: RateLimiter, slots: number, tokens: number }>>()
+  const record = (limiter: RateLimiter, ip: string, profile: string, slots: number, tokens: number): void => {
+    const key = `${profile} ${ip}`
+    const list = leased.get(key) ?? []
+    const last = list.at(-1)
+    if (last?.limiter === limiter) { last.slots += slots; last.tokens += tokens } else list.push({ limiter, slots, tokens })
+    leased.set(key, list)
+  }
+  /** Settles what the worker gives back: slots, tokens it used (reported), tokens it did not use. */
+  const settleLease = (ip: string, profile: string, slots: number, used: number, unused: number): void => {
     const key = `${profile} ${ip}`
     const list = leased.get(key)
     if (list === undefined) return
-    while (slots > 0 && list.length > 0) {
-      const first = list[0]
-      const n = Math.min(slots, first.slots)
-      first.limiter.giveBack(ip, profile, n)
-      first.slots -= n
-      slots -= n
-      if (first.slots === 0) list.shift()
+    for (const l of list) {
+      const s = Math.min(slots, l.slots)
+      const u = Math.min(used, l.tokens)
+      const n = Math.min(unused, l.tokens - u)
+      if (s + u + n > 0) l.limiter.giveBack(ip, profile, s, u, n)
+      l.slots -= s
+      l.tokens -= u + n
+      slots -= s
+      used -= u
+      unused -= n
     }
-    if (list.length === 0) leased.delete(key)
+    const left = list.filter((l) => l.slots + l.tokens > 0)
+    if (left.length === 0) leased.delete(key)
+    else leased.set(key, left)
   }
   worker.handle('rl.admit', (body) => {
     const [id, ip, profile, wantLease] = body as [number, string, string, number]
@@ -278,15 +299,8 @@ export function serveRateLimits (current: () => RateLimiter, worker: IpcPeer, wo
       const block = leaseBlock(limiter.profile(profile), workers())
       const got = block === undefined ? undefined : limiter.lease(ip, profile, block.slots, block.tokens)
       if (got !== undefined) {
-        if (got.slots > 0) {
-          const key = `${profile} ${ip}`
-          const list = leased.get(key) ?? []
-          const last = list.at(-1)
-          if (last?.limiter === limiter) last.slots += got.slots
-          else list.push({ limiter, slots: got.slots })
-          leased.set(key, list)
-        }
-        return { go: true, lease: [got.slots, got.tokens, limiter.profile(profile).limitRequestsPerSecond] }
+        record(limiter, ip, profile, got.slots, got.tokens)
+        return { go: true, lease: [got.slots, got.tokens] }
       }
     }
     const a = limiter.admit(ip, profile)
@@ -306,9 +320,20 @@ export function serveRateLimits (current: () => RateLimiter, worker: IpcPeer, wo
       return v.kind === 'refuse' ? { refuse: v.reason, retryAfterSec: v.retryAfterSec } : { aborted: true }
     })
   })
+  // A worker renewing the tokens of its lease: reports those it used, gets a block of tokens (or 0).
+  worker.handle('rl.lease', (body) => {
+    const [ip, profile, used] = body as [string, string, number]
+    settleLease(ip, profile, 0, used, 0)
+    const limiter = current()
+    const block = leaseBlock(limiter.profile(profile), workers())
+    const got = block === undefined ? undefined : limiter.lease(ip, profile, 0, block.tokens)
+    if (got === undefined || got.tokens === 0) return 0
+    record(limiter, ip, profile, 0, got.tokens)
+    return got.tokens
+  })
   worker.handle('rl.return', (body) => {
-    const [ip, profile, slots] = body as [string, string, number]
-    returnSlots(ip, profile, slots)
+    const [ip, profile, slots, used, unused] = body as [string, string, number, number, number]
+    settleLease(ip, profile, slots, used, unused)
   })
   worker.handle('rl.end', (body) => {
     const id = body as number
@@ -320,9 +345,10 @@ export function serveRateLimits (current: () => RateLimiter, worker: IpcPeer, wo
     release () {
       for (const fn of held.values()) fn()
       held.clear()
+      // Its tokens count as used (it may have used them and not said so yet).
       for (const [key, list] of leased) {
         const cut = key.indexOf(' ')
-        for (const l of list) l.limiter.giveBack(key.slice(cut + 1), key.slice(0, cut), l.slots)
+        for (const l of list) l.limiter.giveBack(key.slice(cut + 1), key.slice(0, cut), l.slots, l.tokens, 0)
       }
       leased.clear()
     }
