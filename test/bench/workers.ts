@@ -34,7 +34,7 @@ import { median } from './report.ts'
 const REPO = resolve(import.meta.dirname, '../..')
 const TICKS = 100
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' }, workers: { type: 'string', default: '1,2,4' }, connections: { type: 'string', default: '64' }, 'no-limits': { type: 'boolean', default: false }, 'connections-per-worker': { type: 'boolean', default: false }, control: { type: 'boolean', default: true }, out: { type: 'string', default: join(REPO, 'test/bench/results/workers-latest.md') } }, allowNegative: true })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, duration: { type: 'string', default: '5' }, workers: { type: 'string', default: '1,2,4' }, connections: { type: 'string', default: '64' }, 'no-limits': { type: 'boolean', default: false }, 'connections-per-worker': { type: 'boolean', default: false }, 'no-control': { type: 'boolean', default: false }, out: { type: 'string', default: join(REPO, 'test/bench/results/workers-latest.md') } } })
 const rounds = Number(values.rounds)
 const duration = Number(values.duration)
 const counts = values.workers.split(',').map(Number)
@@ -161,7 +161,7 @@ try {
   for (let round = 0; round < rounds; round++) {
     for (const n of counts) {
       const s = await measure(root, node, backend.port, n)
-      if (values.control === true) {
+      if (values['no-control'] !== true) {
         const c = await measureControl(root, node, backend.port, n)
         s.control = c.perCpuSecond
         s.otherCorePct = Math.max(s.otherCorePct, c.otherCorePct)
@@ -182,7 +182,7 @@ const rows = counts.map((n) => {
   const m = (f: (x: Sample) => number): number => median(s.map(f))
   // Ratio per round against the same round's first count, then the median (as `npm run bench` does).
   const ratio = median(s.map((x, i) => x.perCpuSecond / samples.get(counts[0])![i].perCpuSecond))
-  const controlRatio = values.control === true ? median(s.map((x, i) => (x.control ?? 0) / (samples.get(counts[0])![i].control ?? 1))) : undefined
+  const controlRatio = values['no-control'] !== true ? median(s.map((x, i) => (x.control ?? 0) / (samples.get(counts[0])![i].control ?? 1))) : undefined
   return `| ${n} | ${Math.round(m((x) => x.rps))} | ${m((x) => x.p99).toFixed(1)} | ${Math.round(m((x) => x.perCpuSecond))} | ${ratio.toFixed(2)}x |${controlRatio === undefined ? '' : ` ${Math.round(m((x) => x.control ?? 0))} / ${controlRatio.toFixed(2)}x |`} ${n === 1 ? 'none (one process)' : `${m((x) => x.primaryCorePct).toFixed(1)}%`} | ${m((x) => x.idleRss).toFixed(0)} / ${m((x) => x.idlePss).toFixed(0)} | ${m((x) => x.peakRss).toFixed(0)} / ${m((x) => x.peakPss).toFixed(0)} | ${m((x) => x.errors)} | ${Math.max(...s.map((x) => x.otherCorePct)).toFixed(1)}% |`
 })
 const text = `# vmfront workers (${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, ${cpus()[0]?.model ?? ''})
@@ -197,8 +197,8 @@ under node:cluster sharing one listening socket (test/bench/workers-control.ts),
 same rounds: what N Node processes on one core cost by themselves.
 Base for the ratio: ${Math.round(base)} req/CPU-s with ${counts[0]} worker(s).
 
-| workers | req/s | p99 ms | req per CPU-second (whole proxy) | vs ${counts[0]} |${values.control === true ? ' control: req per CPU-second / vs 1 |' : ''} primary's CPU (of one core) | idle MiB RSS / PSS | peak MiB RSS / PSS | errors | core 1 used by others (worst round) |
-| ---: | ---: | ---: | ---: | ---: |${values.control === true ? ' ---: |' : ''} ---: | ---: | ---: | ---: | ---: |
+| workers | req/s | p99 ms | req per CPU-second (whole proxy) | vs ${counts[0]} |${values['no-control'] !== true ? ' control: req per CPU-second / vs 1 |' : ''} primary's CPU (of one core) | idle MiB RSS / PSS | peak MiB RSS / PSS | errors | core 1 used by others (worst round) |
+| ---: | ---: | ---: | ---: | ---: |${values['no-control'] !== true ? ' ---: |' : ''} ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 `
 writeFileSync(values.out, text)
