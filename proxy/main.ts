@@ -137,7 +137,7 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
       handles: poolHandles,
       logger,
       attach: (peer, slot) => {
-        const held = serveRateLimits(limiter, peer)
+        const held = serveRateLimits(limiter, peer, () => pool?.slots().length ?? 1)
         serveCertificates(certs, peer)
         peer.handle('certs.fallback', () => certs.defaultSecureContextOptions())
         challenges?.replay(peer)

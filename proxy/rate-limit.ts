@@ -147,8 +147,31 @@ export interface RateLimiter {
   snapshot (options?: { top?: number }): ProfileRateState[]
   /** Drops idle per-IP state now; returns how many entries went. Runs by itself too. */
   sweep (): number
+  /**
+   * A block for one worker of a proxy with several (shared-rate-limit.ts, SPEC §12):
+   * takes `slots` free concurrency slots and `tokens` tokens available now (either
+   * may be 0: a worker renewing its tokens; what the profile does not limit is not
+   * taken), all or
+   * nothing (a client near its limit is admitted request by request, exactly: no
+   * block sits unused while it is refused), and holds them until `giveBack`:
+   * slots, and tokens reported used (they refill from then) or unused. Undefined when that cannot be had at once (unlimited profile, VIP,
+   * requests queued for the IP, fewer free slots or tokens): ask `admit` instead.
+   */
+  lease (ip: string, profileName: string, slots: number, tokens: number): Lease | undefined
+  /**
+   * Gives back `slots` leased slots of (ip, profile), the IP's oldest queued
+   * requests taking them first, and settles leased tokens: `used` ones count as
+   * taken now, `unused` ones return to the bucket.
+   */
+  giveBack (ip: string, profileName: string, slots: number, used?: number, unused?: number): void
   /** Stops the sweep timer. Waiting requests still settle by their own timers. */
   close (): void
+}
+
+/** What `lease` took: slots (0 without a concurrency limit) and tokens (0 without a bucket). */
+export interface Lease {
+  readonly slots: number
+  readonly tokens: number
 }
 
 /** Float slack when comparing times, so 3 × (1000/3) ms counts as a full second. */
@@ -175,6 +198,12 @@ class Entry {
    */
   tat = Number.NEGATIVE_INFINITY
   /**
+   * Tokens leased to workers and not yet reported used or given back: counted as
+   * taken (the bucket has that many fewer) without refilling, because nobody
+   * knows yet when they will be used (shared-rate-limit.ts).
+   */
+  leased = 0
+  /**
    * Requests waiting for a slot, oldest first: an intrusive list through
    * `Pending.prev/next`, so any of them leaves it in O(1). Non-empty only while
    * inFlight is at the limit.
@@ -186,12 +215,12 @@ class Entry {
 
 /** An entry that carries no information: a fresh one would behave the same. */
 function isIdle (e: Entry, t: number): boolean {
-  return e.inFlight === 0 && e.delayed === 0 && e.tat <= t
+  return e.inFlight === 0 && e.delayed === 0 && e.leased === 0 && e.tat <= t
 }
 
 /** An entry no request depends on (nothing in flight, delayed or queued): forgetting it only forgives its bucket. */
 function holdsNothing (e: Entry): boolean {
-  return e.inFlight === 0 && e.delayed === 0
+  return e.inFlight === 0 && e.delayed === 0 && e.leased === 0
 }
 
 interface Counts { queued: number, delayed: number, refusedConcurrency: number, refusedRate: number, aborted: number, queueFull: number, evicted: number }
@@ -329,7 +358,7 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
   function reserve (s: ProfileState, e: Entry): number {
     const t = now()
     const tat = (e.tat > t ? e.tat : t) + s.intervalMs
-    const wait = tat - t - s.burstSpanMs
+    const wait = tat - t - s.burstSpanMs + e.leased * s.intervalMs
     if (wait > s.maxDelayMs + EPSILON_MS) return -(wait - s.maxDelayMs)
     e.tat = tat
     return wait > EPSILON_MS ? wait : 0
@@ -505,6 +534,50 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     return afterSlot(s, e, signal)
   }
 
+  function lease (ip: string, profileName: string, slots: number, tokens: number): Lease | undefined {
+    const s = states.get(profileName)
+    if (s === undefined || !s.limited || slots < 0 || tokens < 0) return undefined
+    const key = normalizeIp(ip)
+    let e = s.entries.get(key)
+    if (e === undefined) {
+      if (s.vip.matches(key)) return undefined
+      if (now() - lastSweep >= sweepIntervalMs) sweep()
+      if (s.entries.size >= s.evictAt) makeRoom(s)
+      e = new Entry()
+      s.entries.set(key, e)
+    }
+    if (e.queued > 0) return undefined
+    const gotSlots = s.maxInFlight === 0 ? 0 : slots
+    if (gotSlots > 0 && s.maxInFlight - e.inFlight < slots) return undefined
+    let gotTokens = 0
+    if (s.burst > 0 && tokens > 0) {
+      // Tokens that `reserve` would give without a delay: the bucket's free part.
+      const t = now()
+      const from = e.tat > t ? e.tat : t
+      if (Math.floor((s.burstSpanMs - (from - t)) / s.intervalMs + EPSILON_MS) - e.leased < tokens) return undefined
+      gotTokens = tokens
+      e.leased += gotTokens
+    }
+    if (gotSlots + gotTokens === 0) return undefined
+    e.inFlight += gotSlots
+    return { slots: gotSlots, tokens: gotTokens }
+  }
+
+  function giveBack (ip: string, profileName: string, slots: number, used = 0, unused = 0): void {
+    const s = states.get(profileName)
+    const e = s?.entries.get(normalizeIp(ip))
+    if (s === undefined || e === undefined) return
+    if (used + unused > 0 && s.burst > 0) {
+      const n = Math.min(e.leased, used + unused)
+      e.leased -= n
+      // Used tokens refill from now, not from when they were used: later, never sooner.
+      const t = now()
+      e.tat = (e.tat > t ? e.tat : t) + Math.min(used, n) * s.intervalMs
+    }
+    if (s.maxInFlight === 0) return
+    for (let i = 0; i < slots && e.inFlight > 0; i++) releaseSlot(s, e)
+  }
+
   /**
    * Forgets the oldest entries that hold no request (Map order is arrival order)
    * until a quarter of `maxTrackedIps` is free. When busy entries keep the map full,
@@ -578,7 +651,7 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
         inFlight += e.inFlight
         queued += q
         delayed += e.delayed
-        const used = s.intervalMs > 0 && e.tat > t ? Math.round((e.tat - t) / s.intervalMs * 100) / 100 : 0
+        const used = (s.intervalMs > 0 && e.tat > t ? Math.round((e.tat - t) / s.intervalMs * 100) / 100 : 0) + e.leased
         if (topN <= 0 || (e.inFlight === 0 && q === 0 && used === 0)) continue
         insertTop(top, { ip, inFlight: e.inFlight, queued: q, delayed: e.delayed, tokensUsed: used }, topN)
       }
@@ -595,6 +668,8 @@ export function createRateLimiter (options: RateLimiterOptions): RateLimiter {
     profile: (name) => (states.get(name) ?? defaultState).profile,
     snapshot,
     sweep,
+    lease,
+    giveBack,
     close (): void {
       closed = true
       if (sweepTimer !== undefined) timers.clearTimeout(sweepTimer)
