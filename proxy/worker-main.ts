@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util'
 import { loadConfig, type ProxyConfig } from './config.ts'
 import { loadMulchConfig } from './mulch-config.ts'
-import { startProxy } from './main.ts'
+import { startProxy, type RunningProxy } from './main.ts'
 import { createIpcPeer } from './worker-ipc.ts'
 import type { ListenHandle } from './listen-handle.ts'
 
@@ -17,6 +17,16 @@ const primary = createIpcPeer(process as unknown as Parameters<typeof createIpcP
 const handles = new Map<string, ListenHandle>()
 primary.onHandle('listen', (body, handle) => {
   if (handle !== undefined) handles.set((body as { name: string }).name, handle as unknown as ListenHandle)
+})
+
+// The primary gone (killed, crashed): drain what this worker holds and leave. Listened
+// for from the start: a primary that dies while this worker is still starting (a big
+// route file) must not leave it serving its sockets with nobody to supervise it.
+let running: RunningProxy | undefined
+let primaryGone = false
+process.once('disconnect', () => {
+  primaryGone = true
+  running?.drain('primary gone')
 })
 
 let started = false
@@ -34,9 +44,9 @@ async function run (slot: number): Promise<void> {
     const mulch = typeof values['mulch-config'] === 'string' ? values['mulch-config'] : undefined
     const load = (): ProxyConfig => mulch === undefined ? loadConfig(file) : loadMulchConfig(mulch, file)
     const proxy = await startProxy(load(), { role: { kind: 'worker', slot, primary, handles }, loadConfig: load })
-    // The primary gone (killed, crashed): drain what this worker holds and leave.
-    process.once('disconnect', () => { proxy.drain('primary gone') })
-    primary.notify('ready')
+    running = proxy
+    if (primaryGone) proxy.drain('primary gone')
+    else primary.notify('ready')
     process.exitCode = await proxy.stopped
     process.disconnect?.()
   } catch (err) {
