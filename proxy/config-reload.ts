@@ -33,7 +33,8 @@ const restart = (key: string, get: KeyRule['get']): KeyRule => ({ key, live: fal
 /**
  * Every key of the TOML (test/proxy/config-reload-diff.test.ts checks none is
  * missing), classified. Restart keys are those whose state is built once at start
- * (data dir, pid file, the ACME account, the chain runtime and its sessions, the
+ * (data dir, pid file, the ACME account, the chain runtime and its sessions (its PSK
+ * and keepalive excepted), the
  * TCP forwarder, the log file) or read by a reloader bound to its file at start.
  */
 export const KEY_RULES: readonly KeyRule[] = [
@@ -56,10 +57,10 @@ export const KEY_RULES: readonly KeyRule[] = [
   restart('chain.parent_url', (c) => c.chain.parentUrl),
   restart('chain.child_url', (c) => c.chain.childUrl),
   restart('chain.name', (c) => c.chain.name),
-  restart('chain.psk', (c) => c.chain.psk),
+  live('chain.psk', (c) => c.chain.psk),
   restart('chain.lease_ttl', (c) => c.chain.leaseTtlMs),
-  restart('chain.ping_interval', (c) => c.chain.pingIntervalMs),
-  restart('chain.ping_timeout', (c) => c.chain.pingTimeoutMs),
+  live('chain.ping_interval', (c) => c.chain.pingIntervalMs),
+  live('chain.ping_timeout', (c) => c.chain.pingTimeoutMs),
   restart('chain.max_concurrent_streams', (c) => c.chain.maxConcurrentStreams),
   restart('chain.idle_timeout', (c) => c.chain.idleTimeoutMs),
   restart('chain.connect_timeout', (c) => c.chain.connectTimeoutMs),
@@ -165,6 +166,8 @@ export interface ConfigReloaderOptions {
   readonly onRateProfilesChanged?: () => void
   /** Called when `[server] workers` changed. */
   readonly onWorkersChanged?: (workers: number) => void
+  /** Told when a SIGHUP changed chain.psk, chain.ping_interval or chain.ping_timeout. */
+  readonly onChainSettingsChanged?: (chain: ProxyConfig['chain']) => void
   /** What a worker builds its own way (its limiter asks the primary). */
   readonly parts?: LiveParts
 }
@@ -254,6 +257,7 @@ export function createConfigReloader (options: ConfigReloaderOptions): ConfigRel
     closeParts(retired, next.timeouts.drainMs)
     if (diff.live.includes('rate_profile')) options.onRateProfilesChanged?.()
     if (diff.live.includes('server.workers')) options.onWorkersChanged?.(next.server.workers)
+    if (diff.live.some((key) => key === 'chain.psk' || key === 'chain.ping_interval' || key === 'chain.ping_timeout')) options.onChainSettingsChanged?.(next.chain)
 
     for (const key of diff.restart) logger.warn('config change needs a restart (vmfront proxy --takeover): the running value is kept', { file: next.file, key })
     for (const warning of next.warnings) logger.warn('config warning', { file: next.file, warning })

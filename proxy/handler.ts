@@ -61,11 +61,6 @@ export interface HandlerDeps {
   fromChainParent?: (req: ClientRequest) => boolean
   /** Whether that parent applies redirect_to_https itself (false: a mulch-proxy parent; default true). */
   chainParentRedirects?: () => boolean
-  /**
-   * The PSK sent as `Mulch-PSK` to a mulchd domains file's `Chained` entries (the
-   * mulch-proxy children a Mulch parent forwards to, SPEC §10); undefined: none.
-   */
-  mulchChainPsk?: string
   chainForward?: ChainForwardFn
   chainUpgrade?: ChainUpgradeFn
   active: Set<ActiveRequest>
@@ -301,8 +296,12 @@ export function createRequestHandler (deps: HandlerDeps, scheme: 'http' | 'https
         active.upstream = target.origin
         active.forwardedAt = performance.now()
         const headers = upstreamHeaders(req.rawHeaders, client, req.headers.connection)
-        // A mulch-proxy child believes its parent's X-Forwarded-For only with the PSK.
-        if (route.mulchChained === true && deps.mulchChainPsk !== undefined) headers.push(MULCH_PSK_HEADER_NAME, deps.mulchChainPsk)
+        // A mulch-proxy child believes its parent's X-Forwarded-For only with the PSK
+        // (mulchd's Chained routes, SPEC §10); the TOML's chain.psk of the moment.
+        if (route.mulchChained === true) {
+          const psk = deps.live.settings.config.chain.psk
+          if (psk !== '') headers.push(MULCH_PSK_HEADER_NAME, psk)
+        }
         deps.live.settings.forwarder.forward(req, res, target.origin, path, headers, onError, active)
       }
 

@@ -354,7 +354,6 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     httpsPort: () => ports.https,
     active,
     challenge: (req, res) => certs.handleHttpChallenge(req, res as http.ServerResponse),
-    mulchChainPsk: config.chain.psk === '' ? undefined : config.chain.psk,
     // A worker's go to its primary too, whose /status and page show the whole proxy's.
     onUpstreamError: worker === undefined
       ? (domain, outcome) => { upstreamErrors.record(domain, outcome.failure, outcome.status, outcome.error) }
@@ -585,6 +584,8 @@ export async function startProxy (config: ProxyConfig, options: StartOptions = {
     listeners: () => listeners,
     // Routes resolve their profile names at load: the next route reload re-reads the file.
     onRateProfilesChanged: () => { reloader.forget() },
+    // Before the chain's own reload (a child re-registers with the new PSK).
+    onChainSettingsChanged: (next) => { chain?.applySettings({ psk: next.psk, pingIntervalMs: next.pingIntervalMs, pingTimeoutMs: next.pingTimeoutMs }) },
     // With a pool the count changes live; one process cannot grow workers without a restart.
     onWorkersChanged: (n) => {
       options.onWorkersChanged?.(n)

@@ -42,6 +42,13 @@ export interface ChainAuth {
   checkSessionProof (childOrigin: string, nonce: string, proof: string | string[] | undefined): boolean
   /** The key an authenticated session's control requests carry. */
   controlKey (childOrigin: string, nonce: string): string
+  /** The PSK itself, for the headers that carry it (Bearer to a parent, Mulch-PSK). */
+  psk (): string
+  /**
+   * A SIGHUP changed chain.psk: every check and proof from now on uses the new one.
+   * Sessions already proven stay up (their proof was right when it was made).
+   */
+  rekey (psk: string): void
 }
 
 function hmac (psk: string, label: string, childOrigin: string, nonce: string): string {
@@ -56,8 +63,9 @@ export function sameSecret (value: string | string[] | undefined, expected: stri
 }
 
 /** Derives the proofs from the PSK. */
-export function createChainAuth (psk: string): ChainAuth {
-  const pskDigest = createHash('sha256').update(psk).digest()
+export function createChainAuth (initialPsk: string): ChainAuth {
+  let psk = initialPsk
+  let pskDigest = createHash('sha256').update(psk).digest()
   return {
     checkBearer (authorization: string | undefined): boolean {
       if (authorization === undefined) return false
@@ -73,6 +81,11 @@ export function createChainAuth (psk: string): ChainAuth {
     },
     sessionProof: (childOrigin, nonce) => hmac(psk, SESSION_PROOF_LABEL, childOrigin, nonce),
     checkSessionProof: (childOrigin, nonce, proof) => sameSecret(proof, hmac(psk, SESSION_PROOF_LABEL, childOrigin, nonce)),
-    controlKey: (childOrigin, nonce) => hmac(psk, CONTROL_KEY_LABEL, childOrigin, nonce)
+    controlKey: (childOrigin, nonce) => hmac(psk, CONTROL_KEY_LABEL, childOrigin, nonce),
+    psk: () => psk,
+    rekey (next) {
+      psk = next
+      pskDigest = createHash('sha256').update(psk).digest()
+    }
   }
 }

@@ -57,6 +57,7 @@ export async function startChildWorker (deps: ChainDeps, workers: Extract<ChainW
     attachListener: serving.attachListener,
     // This worker's part (the primary's /status has the whole).
     status: () => ({ role: 'child', worker: workers.slot, parent_protocol: protocol, ...serving.counts() }),
+    applySettings: (settings) => { auth.rekey(settings.psk) },
     async reload (): Promise<void> {},
     async beginShutdown (): Promise<void> {
       serving.drain()

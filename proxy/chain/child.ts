@@ -43,9 +43,9 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
   const chain = config.chain
   const logger = deps.logger.child({ chain: 'child' })
   const auth = createChainAuth(chain.psk)
-  const client = createParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
+  const client = createParentClient({ parentUrl: chain.parentUrl, psk: () => auth.psk(), timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
   // A mulch-proxy parent (chain.parent_protocol = "mulch", or "auto" after vmfront's API got a 404).
-  const mulchClient = createMulchParentClient({ parentUrl: chain.parentUrl, psk: chain.psk, timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
+  const mulchClient = createMulchParentClient({ parentUrl: chain.parentUrl, psk: () => auth.psk(), timeoutMs: Math.max(2000, chain.connectTimeoutMs * 2) })
   let protocol: 'vmfront' | 'mulch' = chain.parentProtocol === 'mulch' ? 'mulch' : 'vmfront'
 
   let leaseTtlMs = chain.leaseTtlMs
@@ -273,6 +273,8 @@ export async function startChild (deps: ChainDeps): Promise<ChainRuntime> {
       })
       return workers?.add(slot, peer) ?? (() => {})
     },
+    // The registration's Bearer and the session proofs it checks (the keepalive is the parent's).
+    applySettings: (settings) => { auth.rekey(settings.psk) },
     reload: () => registerNow('SIGHUP'),
     async beginShutdown (): Promise<void> {
       stopping = true

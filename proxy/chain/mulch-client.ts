@@ -22,7 +22,7 @@ export interface MulchParentClient {
 }
 
 /** Creates the client; `timeoutMs` bounds each call (mulch-proxy uses 10 s). */
-export function createMulchParentClient (options: { parentUrl: string, psk: string, timeoutMs: number }): MulchParentClient {
+export function createMulchParentClient (options: { parentUrl: string, psk: () => string, timeoutMs: number }): MulchParentClient {
   // mulch-proxy appends the path to the URL as configured (a path prefix is kept).
   const base = options.parentUrl.replace(/\/+$/, '')
   const agent = new Agent({ connect: { timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, keepAliveTimeout: 1000 })
@@ -33,7 +33,7 @@ export function createMulchParentClient (options: { parentUrl: string, psk: stri
       const res = await request(`${base}${path}`, {
         dispatcher: agent,
         method: 'POST',
-        headers: { 'content-type': 'application/json', [MULCH_PSK_HEADER_NAME]: options.psk },
+        headers: { 'content-type': 'application/json', [MULCH_PSK_HEADER_NAME]: options.psk() },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(options.timeoutMs)
       })

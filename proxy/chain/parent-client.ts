@@ -25,7 +25,8 @@ export interface ParentClient {
 
 export interface ParentClientOptions {
   parentUrl: string
-  psk: string
+  /** Read per request: a SIGHUP may change chain.psk. */
+  psk: () => string
   /** Bound on each call, connect to last byte. */
   timeoutMs: number
 }
@@ -41,7 +42,7 @@ export function createParentClient (options: ParentClientOptions): ParentClient 
       res = await request(`${origin}/chain/v1/${path}`, {
         dispatcher: agent,
         method: 'POST',
-        headers: { authorization: `Bearer ${options.psk}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${options.psk()}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(options.timeoutMs)
       })

@@ -40,6 +40,9 @@ export interface ChildForwarding {
   drop (name: string, force: boolean): void
   /** The child registered again: a pool waiting to reconnect may try now. */
   probe (name: string): void
+  /** A SIGHUP changed chain.ping_interval / ping_timeout: sessions opened from now on use them. */
+  setKeepalive (keepalive: { pingIntervalMs: number, pingTimeoutMs: number }): void
+  keepalive (): { pingIntervalMs: number, pingTimeoutMs: number }
   /** The sessions to a child, undefined when none was ever opened here. */
   sessionStatus (name: string): PoolStatus | undefined
   /** Every child with a pool here, and its sessions. */
@@ -60,6 +63,8 @@ export function createChildForwarding (options: ChildForwardingOptions): ChildFo
   const { config, logger, metrics, auth, lookup } = options
   const chain = config.chain
   const pools = new Map<string, ChildPool>()
+  // The keepalive of sessions opened from now on (a SIGHUP may change it: setKeepalive).
+  let keepalive = { pingIntervalMs: chain.pingIntervalMs, pingTimeoutMs: chain.pingTimeoutMs }
 
   function poolFor (name: string): ChildPool | undefined {
     const record = lookup(name)
@@ -71,8 +76,8 @@ export function createChildForwarding (options: ChildForwardingOptions): ChildFo
         child: name,
         url: record.url,
         logger,
-        pingIntervalMs: chain.pingIntervalMs,
-        pingTimeoutMs: chain.pingTimeoutMs,
+        pingIntervalMs: keepalive.pingIntervalMs,
+        pingTimeoutMs: keepalive.pingTimeoutMs,
         connectTimeoutMs: chain.connectTimeoutMs,
         idleTimeoutMs: chain.idleTimeoutMs,
         maxConcurrentStreams: chain.maxConcurrentStreams,
@@ -111,11 +116,11 @@ export function createChildForwarding (options: ChildForwardingOptions): ChildFo
 
   return {
     forward (req, res, entry, client, onError) {
-      if (isMulch(entry.chain!.child)) forwardToMulchChild(mulchForwarder, req, res, entry.chain!.url, chain.psk, client, onError)
+      if (isMulch(entry.chain!.child)) forwardToMulchChild(mulchForwarder, req, res, entry.chain!.url, auth.psk(), client, onError)
       else h2Forward(req, res, entry, client, onError)
     },
     upgrade (req, socket, head, entry, client, done) {
-      if (isMulch(entry.chain!.child)) upgradeToMulchChild(mulchWebsockets, req, socket, head, entry.chain!.url, chain.psk, client, done)
+      if (isMulch(entry.chain!.child)) upgradeToMulchChild(mulchWebsockets, req, socket, head, entry.chain!.url, auth.psk(), client, done)
       else h2Upgrade(req, socket, head, entry, client, done)
     },
     drop (name, force) {
@@ -125,6 +130,15 @@ export function createChildForwarding (options: ChildForwardingOptions): ChildFo
       pool.close(force)
     },
     probe (name) { pools.get(name)?.probeNow() },
+    setKeepalive (next) {
+      if (next.pingIntervalMs === keepalive.pingIntervalMs && next.pingTimeoutMs === keepalive.pingTimeoutMs) return
+      keepalive = { ...next }
+      // Each pool is replaced on its next use by one with the new keepalive; the old
+      // one closes gently (its streams finish), as when a child's URL changes.
+      for (const pool of pools.values()) pool.close(false)
+      pools.clear()
+    },
+    keepalive: () => keepalive,
     sessionStatus: (name) => pools.get(name)?.status(),
     sessions: () => new Map([...pools].map(([name, pool]) => [name, pool.status()])),
     async close () {

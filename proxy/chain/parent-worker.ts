@@ -18,7 +18,8 @@ export async function startParentWorker (deps: ChainDeps, workers: Extract<Chain
   let version = -1
   let children = new Map<string, ChildSnapshot>()
   let entries: RouteEntry[] = []
-  const forwarding = createChildForwarding({ config, logger, metrics, auth: createChainAuth(config.chain.psk), lookup: (name) => children.get(name) })
+  const auth = createChainAuth(config.chain.psk)
+  const forwarding = createChildForwarding({ config, logger, metrics, auth, lookup: (name) => children.get(name) })
 
   function serve (snapshot: ChildrenSnapshot): void {
     // Answers and notices of one channel arrive in order, but the start's own
@@ -49,6 +50,10 @@ export async function startParentWorker (deps: ChainDeps, workers: Extract<Chain
     upgrade: forwarding.upgrade,
     // This worker's part (the primary's /status has the whole).
     status: () => ({ role: 'parent', worker: workers.slot, children: children.size, sessions: Object.fromEntries(forwarding.sessions()) }),
+    applySettings (settings) {
+      auth.rekey(settings.psk)
+      forwarding.setKeepalive(settings)
+    },
     async reload (): Promise<void> {},
     async beginShutdown (): Promise<void> {},
     async stop (): Promise<void> {

@@ -83,6 +83,8 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
   const chain = config.chain
   const logger = baseLogger.child({ chain: 'parent' })
   const auth = createChainAuth(chain.psk)
+  // What /status says of the keepalive (a SIGHUP may change it: applySettings).
+  let keepalive = { pingIntervalMs: chain.pingIntervalMs, pingTimeoutMs: chain.pingTimeoutMs }
   const store = createRegistrationStore(join(config.dataDir, REGISTRATIONS_FILE), logger, { minIntervalMs: SAVE_INTERVAL_MS })
   const workers = deps.workers?.role === 'primary' ? createWorkerPeers() : undefined
 
@@ -237,7 +239,7 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
     role: 'parent',
     api: chain.parentUrl,
     lease_ttl_seconds: chain.leaseTtlMs / 1000,
-    keepalive: { ping_interval_ms: chain.pingIntervalMs, ping_timeout_ms: chain.pingTimeoutMs, connect_timeout_ms: chain.connectTimeoutMs, idle_timeout_ms: chain.idleTimeoutMs, max_concurrent_streams: chain.maxConcurrentStreams },
+    keepalive: { ping_interval_ms: keepalive.pingIntervalMs, ping_timeout_ms: keepalive.pingTimeoutMs, connect_timeout_ms: chain.connectTimeoutMs, idle_timeout_ms: chain.idleTimeoutMs, max_concurrent_streams: chain.maxConcurrentStreams },
     children: registry.children().map((c) => childStatus(c, session))
   })
   /**
@@ -369,6 +371,12 @@ export async function startParent (deps: ChainDeps): Promise<ChainRuntime> {
       if (gone.length > 0) changed()
       await inService()
       return gone.map((r) => ({ name: r.name, url: r.url, domains: r.domains.map((d) => d.domain), ...(r.protocol === 'mulch' ? { protocol: 'mulch' } : {}) }))
+    },
+    applySettings (settings) {
+      // The API's Bearer check and the session proofs (here, or in each worker's own reload).
+      auth.rekey(settings.psk)
+      keepalive = { pingIntervalMs: settings.pingIntervalMs, pingTimeoutMs: settings.pingTimeoutMs }
+      forwarding?.setKeepalive(keepalive)
     },
     async reload (): Promise<void> {
       // The parent's own routes may now shadow chained domains: reload.ts logs each one.

@@ -71,10 +71,23 @@ export interface ChainRuntime {
   attachWorker?: (peer: IpcPeer, slot: number) => () => void
   /** SIGHUP: a child re-registers its (new) routes. */
   reload (): Promise<void>
+  /**
+   * A SIGHUP changed what of the chain can change live (SPEC §12): the PSK (checks and
+   * proofs from now on; sessions already proven stay up) and the keepalive (sessions
+   * opened from now on). Called before `reload`, so a child re-registers with the new PSK.
+   */
+  applySettings (settings: ChainLiveSettings): void
   /** Start of a shutdown, before the drain: a child deregisters from its parent. */
   beginShutdown (): Promise<void>
   /** After the drain: close the chain API, sessions and timers. */
   stop (): Promise<void>
+}
+
+/** The chain settings a SIGHUP applies without a restart. */
+export interface ChainLiveSettings {
+  psk: string
+  pingIntervalMs: number
+  pingTimeoutMs: number
 }
 
 export interface ChainDeps {

@@ -32,7 +32,8 @@ t.test('changes are classified live or restart', async (t) => {
     ['timeouts and limits', '[timeouts]\nconnect = "2s"\nclient_idle = "30s"\n[limits]\nmax_header_bytes = 8192\n', { live: ['timeouts.connect', 'timeouts.client_idle', 'limits.max_header_bytes'], restart: [] }],
     ['workers', '[server]\nworkers = 4\n', { live: ['server.workers'], restart: [] }],
     ['pid file', '', { live: [], restart: ['pid_file'] }, 'pid_file = "/run/other.pid"\n'],
-    ['acme and chain', '[acme]\nemail = "a@example.com"\n[chain]\nping_interval = "3s"\n', { live: [], restart: ['acme.email', 'chain.ping_interval'] }],
+    ['acme and chain', '[acme]\nemail = "a@example.com"\n[chain]\nping_interval = "3s"\nname = "other"\n', { live: ['chain.ping_interval'], restart: ['acme.email', 'chain.name'] }],
+    ['chain PSK and keepalive', '[chain]\npsk = "another-psk-0123456789"\nping_timeout = "9s"\n', { live: ['chain.psk', 'chain.ping_timeout'], restart: [] }],
     ['live and restart together', '[log]\naccess = false\n[timeouts]\ntcp_idle = "5m"\n', { live: ['log.access'], restart: ['timeouts.tcp_idle'] }]
   ]
   for (const [name, extra, want, top] of cases) {
